@@ -1,0 +1,232 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""Configuration of Hour-LLaVA (VideoMarathon, arXiv 2506.05332).
+
+This file is copied next to saved checkpoints for `trust_remote_code=True` loading, so it imports only pip packages
+and siblings of this folder.
+"""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+SIGLIP_SO400M_VIDEO_TOWER = {
+    # SigLIP so400m/14@384 with its last encoder layer removed, as every released Hour-LLaVA checkpoint uses it.
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "patch_size": 14,
+    "image_size": 384,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 16,
+    "hidden_act": "gelu_pytorch_tanh",
+    "layer_norm_eps": 1e-6,
+    "vision_use_head": False,
+}
+
+QWEN2_7B_SHAPE = {
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "max_position_embeddings": 32768,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+    "tie_word_embeddings": False,
+}
+
+SPATIAL_SAMPLING_TYPES = ("random", "uniform")
+MEMORY_POSITION_MODES = ("reference", "aligned")
+
+
+class HourLlavaConfig(PreTrainedConfig):
+    r"""
+    Configuration of an Hour-LLaVA model: a SigLIP vision tower, a 2-layer MLP projector, the memory repository with
+    forgetting, the MemAug refinement module and a Qwen2 language model.
+
+    Args:
+        vision_config (`dict` or `PreTrainedConfig`, *optional*):
+            SigLIP vision config. Defaults to so400m/14@384 with 26 layers and no head.
+        text_config (`dict` or `PreTrainedConfig`, *optional*):
+            Qwen2 config. Defaults to Qwen2-7B's shape.
+        video_token_id (`int`, *optional*, defaults to 151647):
+            Id of the video placeholder token (`<video>`) that the processor expands to the decayed-token count.
+        projector_hidden_act (`str`, *optional*, defaults to `"gelu"`):
+            Activation between the projector's two linear layers.
+        video_pool_size (`int`, *optional*, defaults to 8):
+            Side of the grid each frame's patch grid is bilinearly pooled to (27x27 -> 8x8).
+        spatial_keep_tokens (`int`, *optional*, defaults to 16):
+            Tokens kept per frame by spatial forgetting. Must be a square whose side divides `video_pool_size` for
+            uniform forgetting.
+        spatial_sampling_type (`str`, *optional*, defaults to `"random"`):
+            `"random"`: random per-frame tokens in training mode, uniform grid in eval mode. `"uniform"`: always
+            the uniform grid (`[::2, ::2]` for 16 of 64).
+        temporal_downsample (`int`, *optional*, defaults to 4):
+            Temporal forgetting keeps one frame in `temporal_downsample`.
+        max_kept_frames (`int`, *optional*, defaults to 512):
+            Cap on the frames kept by temporal forgetting.
+        min_video_frames (`int`, *optional*, defaults to 128):
+            Videos with fewer frames are upsampled to this many by frame duplication, as the reference does.
+        memaug_depth (`int`, *optional*, defaults to 4):
+            Number of MemAug blocks.
+        memaug_num_attention_heads / memaug_num_key_value_heads (`int`, *optional*):
+            MemAug heads; taken from the text config when unset.
+        memaug_rope_theta (`float`, *optional*):
+            Base of MemAug's rotary embedding; the text config's `rope_theta` when unset.
+        memaug_partial_rotary_factor (`float`, *optional*, defaults to 0.5):
+            Fraction of each head's dims that are rotated (the first ones, NeoX style).
+        memaug_intermediate_size (`int`, *optional*):
+            Width of MemAug's MLP; `4 * hidden_size` when unset.
+        memaug_layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            Epsilon of MemAug's post-LN layer norms.
+        memory_position_mode (`str`, *optional*, defaults to `"reference"`):
+            `"reference"`: memory keys carry no text offset, as the released checkpoints were trained.
+            `"aligned"`: keys get the same text offset as the query's video tokens (for models trained here).
+        vision_chunk_size (`int`, *optional*, defaults to 128):
+            Frames sent through the vision tower at once, so an hour of frames never goes through it together.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Std of the normal initialisation of new weights (MemAug when it starts fresh).
+        tie_word_embeddings (`bool`, *optional*, defaults to `False`):
+            Tie `lm_head` to the input embeddings (Qwen2.5-3B does).
+
+    Example:
+
+    ```python
+    >>> from hour_llava import HourLlavaConfig, HourLlavaForConditionalGeneration
+    >>> config = HourLlavaConfig()  # so400m + Qwen2-7B shape, as jylins/hourllava-qwen2-7b-s3
+    >>> config.num_video_tokens(3600)  # an hour at 1 FPS
+    8704
+    ```
+    """
+
+    model_type = "hour_llava"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="siglip_vision_model", init_kwargs=SIGLIP_SO400M_VIDEO_TOWER
+        ),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2", init_kwargs=QWEN2_7B_SHAPE),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    video_token_id: int = 151647
+    projector_hidden_act: str = "gelu"
+    video_pool_size: int = 8
+    spatial_keep_tokens: int = 16
+    spatial_sampling_type: str = "random"
+    temporal_downsample: int = 4
+    max_kept_frames: int = 512
+    min_video_frames: int = 128
+    memaug_depth: int = 4
+    memaug_num_attention_heads: int | None = None
+    memaug_num_key_value_heads: int | None = None
+    memaug_rope_theta: float | None = None
+    memaug_partial_rotary_factor: float = 0.5
+    memaug_intermediate_size: int | None = None
+    memaug_layer_norm_eps: float = 1e-5
+    memory_position_mode: str = "reference"
+    vision_chunk_size: int = 128
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        text = self.text_config
+        if self.memaug_num_attention_heads is None:
+            self.memaug_num_attention_heads = text.num_attention_heads
+        if self.memaug_num_key_value_heads is None:
+            self.memaug_num_key_value_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
+        if self.memaug_rope_theta is None:
+            self.memaug_rope_theta = float(_text_rope_theta(text))
+        if self.memaug_intermediate_size is None:
+            self.memaug_intermediate_size = 4 * text.hidden_size
+        # LLaVA-OneVision's convention: the tie flag may live only in the text config of converted checkpoints.
+        if not self.tie_word_embeddings and getattr(text, "tie_word_embeddings", False):
+            self.tie_word_embeddings = True
+        self.validate_hour_llava()
+
+    def validate_hour_llava(self) -> None:
+        """Raise a `ValueError` naming the field and its value for any inconsistent setting."""
+        hidden = self.text_config.hidden_size
+        heads, kv_heads = self.memaug_num_attention_heads, self.memaug_num_key_value_heads
+        if heads <= 0 or hidden % heads != 0:
+            raise ValueError(
+                f"MemAug hidden size {hidden} (text_config.hidden_size) is not divisible by "
+                f"memaug_num_attention_heads={heads}."
+            )
+        if kv_heads <= 0 or heads % kv_heads != 0:
+            raise ValueError(
+                f"memaug_num_attention_heads={heads} is not a multiple of memaug_num_key_value_heads={kv_heads}."
+            )
+        if self.memaug_rotary_dim % 2 != 0 or not 0 < self.memaug_rotary_dim <= self.memaug_head_dim:
+            raise ValueError(
+                f"memaug_partial_rotary_factor={self.memaug_partial_rotary_factor} gives {self.memaug_rotary_dim} "
+                f"rotary dims for head dim {self.memaug_head_dim}; it must be an even number in (0, head_dim]."
+            )
+        if self.spatial_sampling_type not in SPATIAL_SAMPLING_TYPES:
+            raise ValueError(
+                f"spatial_sampling_type={self.spatial_sampling_type!r} is not one of {SPATIAL_SAMPLING_TYPES}."
+            )
+        if self.memory_position_mode not in MEMORY_POSITION_MODES:
+            raise ValueError(
+                f"memory_position_mode={self.memory_position_mode!r} is not one of {MEMORY_POSITION_MODES}."
+            )
+        self._validate_forgetting()
+        patches_per_side = self.vision_config.image_size // self.vision_config.patch_size
+        if self.video_pool_size > patches_per_side:
+            raise ValueError(
+                f"video_pool_size={self.video_pool_size} is larger than the vision tower's {patches_per_side}x"
+                f"{patches_per_side} patch grid (image_size {self.vision_config.image_size}, patch_size "
+                f"{self.vision_config.patch_size})."
+            )
+        for name in ("temporal_downsample", "max_kept_frames", "memaug_depth", "vision_chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
+        if self.min_video_frames < 0:
+            raise ValueError(f"min_video_frames={self.min_video_frames} must not be negative.")
+
+    def _validate_forgetting(self) -> None:
+        tokens_per_frame = self.video_pool_size**2
+        if not 0 < self.spatial_keep_tokens <= tokens_per_frame:
+            raise ValueError(
+                f"spatial_keep_tokens={self.spatial_keep_tokens} must be in [1, {tokens_per_frame}] "
+                f"(video_pool_size={self.video_pool_size})."
+            )
+        side = round(self.spatial_keep_tokens**0.5)
+        if side * side != self.spatial_keep_tokens or self.video_pool_size % side != 0:
+            raise ValueError(
+                f"spatial_keep_tokens={self.spatial_keep_tokens} must be a square whose side divides "
+                f"video_pool_size={self.video_pool_size}, so the uniform grid can keep evenly spaced tokens."
+            )
+
+    @property
+    def memaug_head_dim(self) -> int:
+        return self.text_config.hidden_size // self.memaug_num_attention_heads
+
+    @property
+    def memaug_rotary_dim(self) -> int:
+        return int(self.memaug_head_dim * self.memaug_partial_rotary_factor)
+
+    @property
+    def memory_tokens_per_frame(self) -> int:
+        """Pooled tokens plus the newline: 65 for the released checkpoints."""
+        return self.video_pool_size**2 + 1
+
+    def num_kept_frames(self, num_frames: int) -> int:
+        """Frames left after upsampling short videos and temporal forgetting."""
+        effective = max(int(num_frames), self.min_video_frames)
+        return max(1, min(self.max_kept_frames, effective // self.temporal_downsample))
+
+    def num_video_tokens(self, num_frames: int) -> int:
+        """Decayed video tokens (the placeholder length) for a video of `num_frames` decoded frames."""
+        return self.num_kept_frames(num_frames) * (self.spatial_keep_tokens + 1)
+
+
+def _text_rope_theta(text_config: PreTrainedConfig) -> float:
+    rope_parameters = getattr(text_config, "rope_parameters", None) or {}
+    if "rope_theta" in rope_parameters:
+        return rope_parameters["rope_theta"]
+    return getattr(text_config, "rope_theta", 10000.0)
+
+
+__all__ = ["HourLlavaConfig"]

@@ -1,0 +1,127 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""The memory repository and forgetting, as small pure functions (tensor in, tensor out).
+
+Hour-LLaVA keeps every 1-FPS frame's pooled tokens (plus a newline token per frame) as a *memory repository*, and
+feeds the language model only a *decayed* subset: 16 of 64 tokens per frame (spatial forgetting) from one frame in
+four, at most 512 frames (temporal forgetting). MemAug then lets the decayed tokens read back from the full memory.
+
+Frame choices use `numpy.linspace(..., dtype=int)` exactly as the reference does: its float rounding decides which
+frames survive, and the released checkpoints were trained on those frames.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def upsample_frame_indices(num_frames: int, min_frames: int) -> np.ndarray:
+    """Indices that stretch a video shorter than `min_frames` to `min_frames` frames by duplication."""
+    if num_frames < 1:
+        raise ValueError(f"A video needs at least one frame, got num_frames={num_frames}.")
+    if num_frames >= min_frames:
+        return np.arange(num_frames)
+    return np.linspace(0, num_frames - 1, min_frames, dtype=int)
+
+
+def temporal_keep_indices(num_frames: int, num_kept: int) -> np.ndarray:
+    """Frames kept by temporal forgetting: `num_kept` evenly spread frames, the first and (for two or more) the last.
+
+    The reference appends the last frame "if missing", which never happens for `num_kept >= 2`; for a single kept
+    frame we keep just the first, so the token count stays `num_kept * (k + 1)` as the processor computes it.
+    """
+    return np.linspace(0, num_frames - 1, num_kept, dtype=int)
+
+
+def uniform_spatial_indices(grid_size: int, num_keep: int) -> torch.Tensor:
+    """Raster indices of an evenly strided sub-grid: `[::2, ::2]` keeps 16 of an 8x8 grid."""
+    stride = grid_size // round(num_keep**0.5)
+    rows = torch.arange(0, grid_size, stride)
+    return (rows[:, None] * grid_size + rows[None, :]).flatten()
+
+
+def random_spatial_indices(
+    num_frames: int, grid_size: int, num_keep: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Per frame, `num_keep` random token indices in ascending order, shape `(num_frames, num_keep)`.
+
+    Drawn on the CPU (from `generator`, or torch's default CPU generator) so that a seed gives the same tokens on
+    every device, like the reference's `torch.rand(T, 64).topk(16, largest=False)` followed by a sort.
+    """
+    scores = torch.rand(num_frames, grid_size * grid_size, generator=generator)
+    return scores.topk(num_keep, dim=1, largest=False).indices.sort(dim=1).values
+
+
+@dataclass
+class VideoMemory:
+    """One video's memory repository and its decayed tokens, with their 1D position ids.
+
+    Attributes:
+        memory: `(T * (g*g + 1), D)` every frame's pooled tokens followed by a newline.
+        memory_position_ids: `(T * (g*g + 1),)` = `arange`: token `(t, s)` has id `t * (g*g + 1) + s`.
+        decayed: `(n * (k + 1), D)` the tokens that survive forgetting, each kept frame ending in a newline.
+        decayed_position_ids: `(n * (k + 1),)` the same ids as those tokens have in the memory.
+    """
+
+    memory: torch.Tensor
+    memory_position_ids: torch.Tensor
+    decayed: torch.Tensor
+    decayed_position_ids: torch.Tensor
+
+
+def build_video_memory(
+    frame_tokens: torch.Tensor,
+    newline: torch.Tensor,
+    spatial_indices: torch.Tensor,
+    kept_frames: np.ndarray,
+) -> VideoMemory:
+    """Assemble the memory repository and the decayed tokens of one video.
+
+    Args:
+        frame_tokens: `(T, g*g, D)` projected tokens of every (already upsampled) frame.
+        newline: `(D,)` the newline embedding appended after each frame.
+        spatial_indices: `(k,)` shared or `(T, k)` per-frame indices of the tokens spatial forgetting keeps.
+        kept_frames: indices of the frames temporal forgetting keeps.
+    """
+    num_frames, tokens_per_frame, hidden = frame_tokens.shape
+    stride = tokens_per_frame + 1  # one newline per frame
+    newlines = newline.to(frame_tokens.dtype).expand(num_frames, 1, hidden)
+    memory = torch.cat([frame_tokens, newlines], dim=1).reshape(num_frames * stride, hidden)
+    memory_position_ids = torch.arange(num_frames * stride, device=frame_tokens.device)
+
+    kept = torch.as_tensor(kept_frames, dtype=torch.long, device=frame_tokens.device)
+    spatial_indices = spatial_indices.to(frame_tokens.device)
+    if spatial_indices.dim() == 1:
+        spatial_indices = spatial_indices.expand(num_frames, -1)
+    spatial_indices = spatial_indices[kept]  # (n, k)
+    kept_tokens = frame_tokens[kept].gather(1, spatial_indices.unsqueeze(-1).expand(-1, -1, hidden))
+    decayed = torch.cat([kept_tokens, newlines[: len(kept)]], dim=1).reshape(-1, hidden)
+    newline_index = torch.full_like(spatial_indices[:, :1], tokens_per_frame)
+    decayed_position_ids = (kept[:, None] * stride + torch.cat([spatial_indices, newline_index], dim=1)).flatten()
+    return VideoMemory(memory, memory_position_ids, decayed, decayed_position_ids)
+
+
+def memaug_query_position_ids(
+    num_text_before: int, decayed_position_ids: torch.Tensor, memory_length: int, num_text_after: int
+) -> torch.Tensor:
+    """Position ids of the MemAug query `[text before ; decayed video ; text after]` (reference spec 4.1 step 5).
+
+    Text before the video counts from 0; video tokens keep their memory ids shifted past that text; text after the
+    video continues after the whole memory span.
+    """
+    device = decayed_position_ids.device
+    before = torch.arange(num_text_before, device=device)
+    video = decayed_position_ids + num_text_before
+    after = torch.arange(num_text_after, device=device) + num_text_before + memory_length
+    return torch.cat([before, video, after])
+
+
+__all__ = [
+    "VideoMemory",
+    "build_video_memory",
+    "memaug_query_position_ids",
+    "random_spatial_indices",
+    "temporal_keep_indices",
+    "uniform_spatial_indices",
+    "upsample_frame_indices",
+]

@@ -1,0 +1,498 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""Hour-LLaVA: a memory-augmented video-language model (VideoMarathon, arXiv 2506.05332).
+
+A video's 1-FPS frames go through SigLIP (in chunks), are pooled to 8x8 tokens, projected into the language model's
+space and closed by a newline token each: that is the *memory repository*. Forgetting keeps a quarter of the frames
+and a quarter of each frame's tokens; MemAug refines those decayed tokens, together with the question, by attending
+into the full memory; the refined video tokens take the place of the `<video>` placeholders in the Qwen2 input.
+
+All vision, memory and MemAug work happens in `HourLlavaModel.forward`, because TRL's `SFTTrainer` calls the base
+model and the `lm_head` separately. This file is copied next to saved checkpoints for `trust_remote_code=True`
+loading, so it imports only pip packages and its sibling modules.
+"""
+
+import math
+
+import torch
+from torch import nn
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MultimodalBaseModelOutputWithPast,
+    MultimodalCausalLMOutputWithPast,
+)
+from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils import logging
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+
+from .configuration_hour_llava import HourLlavaConfig
+from .memory import (
+    VideoMemory,
+    build_video_memory,
+    memaug_query_position_ids,
+    random_spatial_indices,
+    temporal_keep_indices,
+    uniform_spatial_indices,
+    upsample_frame_indices,
+)
+from .memory_augmentation import HourLlavaMemoryAugmentation
+
+
+logger = logging.get_logger(__name__)
+
+# Inputs that only the prefill step reads: generation drops them afterwards, the KV cache holds what they produced.
+VIDEO_PREFILL_INPUTS = ("video_num_frames", "pooled_video_features", "memaug_query_mask", "forgetting_generator")
+
+
+class HourLlavaPreTrainedModel(PreTrainedModel):
+    config: HourLlavaConfig
+    base_model_prefix = "model"
+    input_modalities = ("video", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["HourLlavaMemAugLayer"]
+    _skip_keys_device_placement = ["past_key_values", "cache"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = False  # per-video loops over data-dependent lengths
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, HourLlavaModel):
+            init.normal_(module.image_newline, mean=0.0, std=1 / math.sqrt(self.config.text_config.hidden_size))
+
+
+class HourLlavaMultiModalProjector(nn.Module):
+    """The reference's `mlp2x_gelu`: Linear(vision, text) -> GELU -> Linear(text, text)."""
+
+    def __init__(self, config: HourLlavaConfig):
+        super().__init__()
+        text_hidden = config.text_config.hidden_size
+        self.linear_1 = nn.Linear(config.vision_config.hidden_size, text_hidden)
+        self.act = ACT2FN[config.projector_hidden_act]
+        self.linear_2 = nn.Linear(text_hidden, text_hidden)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(features)))
+
+
+class HourLlavaModel(HourLlavaPreTrainedModel):
+    """Vision tower, projector, newline embedding, MemAug and the Qwen2 backbone, up to the last hidden state."""
+
+    def __init__(self, config: HourLlavaConfig):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.multi_modal_projector = HourLlavaMultiModalProjector(config)
+        self.image_newline = nn.Parameter(torch.zeros(config.text_config.hidden_size))
+        self.memory_augmentation = HourLlavaMemoryAugmentation(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Vision: frames -> pooled features -> projected frame tokens
+    # ----------------------------------------------------------------------------------------------------------
+    def pool_frame_features(self, patch_features: torch.Tensor) -> torch.Tensor:
+        """Bilinearly pool each frame's square patch grid to `video_pool_size`^2 tokens: (N, P, C) -> (N, g*g, C)."""
+        num_frames, num_patches, channels = patch_features.shape
+        side = math.isqrt(num_patches)
+        grid = patch_features.view(num_frames, side, side, channels).permute(0, 3, 1, 2)
+        size = self.config.video_pool_size
+        pooled = nn.functional.interpolate(grid, size=(size, size), mode="bilinear", align_corners=False)
+        return pooled.permute(0, 2, 3, 1).reshape(num_frames, size * size, channels)
+
+    def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pooled vision features of a batch of frames, `(N, 3, S, S) -> (N, g*g, C_vision)`.
+
+        The output is the last encoder layer's, before SigLIP's `post_layernorm`, as the reference uses it.
+        """
+        tower = self.vision_tower
+        hidden_states = tower.embeddings(pixel_values.to(tower.dtype))
+        hidden_states = tower.encoder(inputs_embeds=hidden_states).last_hidden_state
+        return self.pool_frame_features(hidden_states)
+
+    def get_video_features(
+        self, pixel_values_videos: torch.Tensor, vision_chunk_size: int | None = None
+    ) -> BaseModelOutputWithPooling:
+        """Run the vision tower over all frames, `vision_chunk_size` frames at a time.
+
+        Returns a `BaseModelOutputWithPooling` whose `last_hidden_state` holds the pooled vision features before the
+        projector, `(sum_T, g*g, C_vision)` (what the feature cache stores), and whose `pooler_output` holds the
+        projected frame tokens, `(sum_T, g*g, D)`.
+        """
+        chunk_size = vision_chunk_size or self.config.vision_chunk_size
+        pooled = torch.cat([self.encode_frames(chunk) for chunk in pixel_values_videos.split(chunk_size)])
+        return BaseModelOutputWithPooling(last_hidden_state=pooled, pooler_output=self.multi_modal_projector(pooled))
+
+    def project_pooled_features(self, pooled_video_features: torch.Tensor) -> BaseModelOutputWithPooling:
+        """The same output as `get_video_features`, from cached pooled features instead of pixels."""
+        pooled = pooled_video_features.to(self.multi_modal_projector.linear_1.weight.dtype)
+        return BaseModelOutputWithPooling(last_hidden_state=pooled, pooler_output=self.multi_modal_projector(pooled))
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Memory repository and forgetting
+    # ----------------------------------------------------------------------------------------------------------
+    def uses_random_forgetting(self) -> bool:
+        return self.training and self.config.spatial_sampling_type == "random"
+
+    def build_video_memory(
+        self, frame_tokens: torch.Tensor, generator: torch.Generator | None = None
+    ) -> VideoMemory:
+        """Memory repository and decayed tokens of one video from its projected frame tokens `(T, g*g, D)`."""
+        config = self.config
+        num_frames = frame_tokens.shape[0]
+        upsampled = upsample_frame_indices(num_frames, config.min_video_frames)
+        if len(upsampled) != num_frames:
+            frame_tokens = frame_tokens[torch.as_tensor(upsampled, device=frame_tokens.device)]
+        effective_frames = frame_tokens.shape[0]
+        kept_frames = temporal_keep_indices(effective_frames, config.num_kept_frames(num_frames))
+        if self.uses_random_forgetting():
+            spatial = random_spatial_indices(
+                effective_frames, config.video_pool_size, config.spatial_keep_tokens, generator
+            )
+        else:
+            spatial = uniform_spatial_indices(config.video_pool_size, config.spatial_keep_tokens)
+        return build_video_memory(frame_tokens, self.image_newline, spatial, kept_frames)
+
+    def build_video_memories(
+        self,
+        video_features: BaseModelOutputWithPooling,
+        video_num_frames: torch.Tensor | list[int] | None,
+        generator: torch.Generator | None = None,
+    ) -> list[VideoMemory]:
+        frame_tokens = video_features.pooler_output
+        counts = [frame_tokens.shape[0]] if video_num_frames is None else [int(n) for n in video_num_frames]
+        if sum(counts) != frame_tokens.shape[0] or min(counts, default=1) < 1:
+            raise ValueError(
+                f"video_num_frames={counts} (sum {sum(counts)}) does not split the {frame_tokens.shape[0]} frames "
+                "given; every video needs at least one frame."
+            )
+        return [self.build_video_memory(tokens, generator) for tokens in frame_tokens.split(counts)]
+
+    # ----------------------------------------------------------------------------------------------------------
+    # MemAug over each sample's [text before ; decayed video ; text after]
+    # ----------------------------------------------------------------------------------------------------------
+    def get_placeholder_mask(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor
+    ) -> torch.Tensor:
+        """`(B, L)` bool mask of the video placeholder tokens."""
+        if input_ids is not None:
+            return input_ids == self.config.video_token_id
+        video_embedding = self.get_input_embeddings()(
+            torch.tensor(self.config.video_token_id, dtype=torch.long, device=inputs_embeds.device)
+        )
+        return (inputs_embeds == video_embedding).all(-1)
+
+    def refine_video_tokens(
+        self, sample_embeds: torch.Tensor, query_text_mask: torch.Tensor, start: int, end: int, memory: VideoMemory
+    ) -> torch.Tensor:
+        """MemAug output for the video rows of one sample whose placeholder span is `[start, end)`."""
+        text_before = sample_embeds[:start][query_text_mask[:start]]
+        text_after = sample_embeds[end:][query_text_mask[end:]]
+        query = torch.cat([text_before, memory.decayed.to(sample_embeds.dtype), text_after])
+        num_before = text_before.shape[0]
+        query_position_ids = memaug_query_position_ids(
+            num_before, memory.decayed_position_ids, memory.memory.shape[0], text_after.shape[0]
+        )
+        memory_position_ids = memory.memory_position_ids
+        if self.config.memory_position_mode == "aligned":
+            memory_position_ids = memory_position_ids + num_before
+        refined = self.memory_augmentation(
+            query[None], memory.memory.to(sample_embeds.dtype)[None], query_position_ids[None], memory_position_ids[None]
+        )[0]
+        return refined[num_before : num_before + memory.decayed.shape[0]]
+
+    def video_spans(self, video_token_mask: torch.Tensor) -> list[tuple[int, int, int]]:
+        """`(sample, start, end)` of each sample's contiguous run of video placeholders, in batch order."""
+        spans = []
+        for sample, row in enumerate(video_token_mask):
+            positions = row.nonzero().flatten()
+            if positions.numel() == 0:
+                continue
+            start, end = int(positions[0]), int(positions[-1]) + 1
+            if end - start != positions.numel():
+                raise ValueError(
+                    f"Sample {sample} has {positions.numel()} video placeholder tokens that do not form one contiguous "
+                    "span; Hour-LLaVA takes one video per sample, its placeholder expanded in place."
+                )
+            spans.append((sample, start, end))
+        return spans
+
+    def merge_video_tokens(
+        self,
+        inputs_embeds: torch.Tensor,
+        video_token_mask: torch.Tensor,
+        query_text_mask: torch.Tensor,
+        memories: list[VideoMemory],
+        video_num_frames: list[int],
+    ) -> torch.Tensor:
+        spans = self.video_spans(video_token_mask)
+        if len(spans) != len(memories):
+            raise ValueError(
+                f"The batch has {len(spans)} samples with video placeholder tokens but {len(memories)} videos "
+                f"(video_num_frames={video_num_frames}); each video needs exactly one placeholder span."
+            )
+        refined = []
+        for (sample, start, end), memory, num_frames in zip(spans, memories, video_num_frames):
+            expected = memory.decayed.shape[0]
+            if end - start != expected:
+                raise ValueError(
+                    f"Video features and video tokens do not match: sample {sample} has {end - start} video "
+                    f"placeholder tokens, but its video of {num_frames} frames yields {expected} decayed video tokens."
+                )
+            refined.append(self.refine_video_tokens(inputs_embeds[sample], query_text_mask[sample], start, end, memory))
+        refined = torch.cat(refined).to(inputs_embeds.dtype)
+        return inputs_embeds.masked_scatter(video_token_mask.unsqueeze(-1), refined)
+
+    def query_text_mask(
+        self,
+        video_token_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        memaug_query_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Text tokens that join the MemAug query: the processor's `memaug_query_mask`, minus padding and video."""
+        mask = ~video_token_mask
+        if attention_mask is not None and attention_mask.dim() == 2:
+            mask = mask & attention_mask.bool()
+        if memaug_query_mask is None:
+            logger.warning_once(
+                "No `memaug_query_mask` was given, so every text token joins the MemAug query. The released checkpoints "
+                "were trained without assistant turns and `\\n`/`<|im_start|>`/`<|im_end|>` tokens in the query; "
+                "HourLlavaProcessor builds that mask."
+            )
+            return mask
+        seq_len = mask.shape[1]
+        memaug_query_mask = memaug_query_mask[:, :seq_len].bool()
+        if memaug_query_mask.shape[1] < seq_len:  # tokens generated without a cache are assistant tokens
+            memaug_query_mask = nn.functional.pad(memaug_query_mask, (0, seq_len - memaug_query_mask.shape[1]))
+        return mask & memaug_query_mask.to(mask.device)
+
+    def keep_unused_parameters_in_graph(
+        self, inputs_embeds: torch.Tensor, *parts: nn.Module | nn.Parameter
+    ) -> torch.Tensor:
+        """Add a zero that depends on every trainable parameter of `parts`.
+
+        DDP and ZeRO expect the same parameters to receive gradients on every rank; a text-only batch (or a batch of
+        cached features) would otherwise leave the video-side parameters out of one rank's graph.
+        """
+        params = [
+            p
+            for part in parts
+            for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())
+            if p.requires_grad
+        ]
+        if not (self.training and torch.is_grad_enabled() and params):
+            return inputs_embeds
+        return inputs_embeds + sum(p.sum() for p in params).to(inputs_embeds.dtype) * 0.0
+
+    @merge_with_config_defaults
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_num_frames: torch.LongTensor | None = None,
+        pooled_video_features: torch.FloatTensor | None = None,
+        memaug_query_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        forgetting_generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> MultimodalBaseModelOutputWithPast:
+        r"""
+        pixel_values_videos (`torch.FloatTensor` of shape `(sum_T, 3, S, S)` or `(B, T, 3, S, S)`):
+            Every frame of every video in the batch, videos in sample order.
+        video_num_frames (`torch.LongTensor` of shape `(num_videos,)`):
+            Frames per video, to split the frames; may be omitted for a single video or a 5D tensor.
+        pooled_video_features (`torch.FloatTensor` of shape `(sum_T, g*g, C_vision)`):
+            Pooled vision features before the projector (a feature cache), used instead of `pixel_values_videos`.
+        memaug_query_mask (`torch.Tensor` of shape `(B, L)`):
+            1 for the text tokens that join the MemAug query (built by `HourLlavaProcessor`).
+        forgetting_generator (`torch.Generator`, *optional*):
+            CPU generator for random spatial forgetting in training mode; torch's default generator otherwise.
+        """
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds.")
+        if pixel_values_videos is not None and pooled_video_features is not None:
+            raise ValueError("Pass either pixel_values_videos or pooled_video_features, not both.")
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+
+        video_outputs = None
+        if pixel_values_videos is not None and pixel_values_videos.dim() == 5:
+            if video_num_frames is None:
+                video_num_frames = [pixel_values_videos.shape[1]] * pixel_values_videos.shape[0]
+            pixel_values_videos = pixel_values_videos.flatten(0, 1)
+        if pixel_values_videos is not None:
+            video_outputs = self.get_video_features(pixel_values_videos)
+        elif pooled_video_features is not None:
+            video_outputs = self.project_pooled_features(pooled_video_features)
+            inputs_embeds = self.keep_unused_parameters_in_graph(inputs_embeds, self.vision_tower)
+        else:
+            inputs_embeds = self.keep_unused_parameters_in_graph(
+                inputs_embeds,
+                self.vision_tower,
+                self.multi_modal_projector,
+                self.image_newline,
+                self.memory_augmentation,
+            )
+
+        if video_outputs is not None:
+            memories = self.build_video_memories(video_outputs, video_num_frames, forgetting_generator)
+            num_frames = [int(n) for n in video_num_frames] if video_num_frames is not None else [
+                video_outputs.pooler_output.shape[0]
+            ]
+            video_token_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
+            query_text_mask = self.query_text_mask(video_token_mask, attention_mask, memaug_query_mask)
+            inputs_embeds = self.merge_video_tokens(
+                inputs_embeds, video_token_mask, query_text_mask, memories, num_frames
+            )
+
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return MultimodalBaseModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            video_outputs=video_outputs,
+        )
+
+
+class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixin):
+    """`HourLlavaModel` with a language-modelling head; generation builds the memory once, at prefill."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+
+    def __init__(self, config: HourLlavaConfig):
+        super().__init__(config)
+        self.model = HourLlavaModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def get_video_features(
+        self, pixel_values_videos: torch.Tensor, vision_chunk_size: int | None = None
+    ) -> BaseModelOutputWithPooling:
+        return self.model.get_video_features(pixel_values_videos, vision_chunk_size=vision_chunk_size)
+
+    @merge_with_config_defaults
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_num_frames: torch.LongTensor | None = None,
+        pooled_video_features: torch.FloatTensor | None = None,
+        memaug_query_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        forgetting_generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> MultimodalCausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(B, L)`, *optional*):
+            Next-token targets; -100 marks positions without loss (prompt, video and padding tokens).
+
+        Example:
+
+        ```python
+        >>> from transformers import AutoModelForImageTextToText, AutoProcessor
+        >>> import hour_llava  # registers the model, processor and pipeline
+        >>> model = AutoModelForImageTextToText.from_pretrained("path/to/hour-llava")
+        >>> processor = AutoProcessor.from_pretrained("path/to/hour-llava")
+        >>> messages = [{"role": "user", "content": [{"type": "video", "path": "match.mp4"},
+        ...                                          {"type": "text", "text": "Who scored first?"}]}]
+        >>> inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+        ...                                        return_dict=True, return_tensors="pt")
+        >>> answer = model.generate(**inputs, max_new_tokens=32)
+        ```"""
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values_videos=pixel_values_videos,
+            video_num_frames=video_num_frames,
+            pooled_video_features=pooled_video_features,
+            memaug_query_mask=memaug_query_mask,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            forgetting_generator=forgetting_generator,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return MultimodalCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            video_outputs=outputs.video_outputs,
+        )
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool = False, **kwargs):
+        """Pass the video inputs to the prefill step only; decode steps read the KV cache."""
+        video_inputs = {key: kwargs.pop(key, None) for key in VIDEO_PREFILL_INPUTS}
+        model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if is_first_iteration or not kwargs.get("use_cache", True):
+            model_inputs.update({key: value for key, value in video_inputs.items() if value is not None})
+        return model_inputs
+
+    def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs):
+        """Beam search and `num_return_sequences` repeat samples; repeat each sample's frames with it."""
+        frame_keys = [k for k in ("pixel_values_videos", "pooled_video_features") if model_kwargs.get(k) is not None]
+        video_inputs = {key: model_kwargs.pop(key) for key in frame_keys}
+        num_frames = model_kwargs.pop("video_num_frames", None)
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size, is_encoder_decoder, input_ids, **model_kwargs
+        )
+        for key, frames in video_inputs.items():
+            counts = [frames.shape[0]] if num_frames is None else [int(n) for n in num_frames]
+            model_kwargs[key] = torch.cat([chunk for chunk in frames.split(counts) for _ in range(expand_size)])
+        if num_frames is not None:
+            model_kwargs["video_num_frames"] = torch.as_tensor(num_frames).repeat_interleave(expand_size)
+        return input_ids, model_kwargs
+
+
+__all__ = ["HourLlavaModel", "HourLlavaForConditionalGeneration", "HourLlavaPreTrainedModel"]
