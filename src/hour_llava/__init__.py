@@ -19,6 +19,10 @@ def _register_auto_classes() -> None:
     AutoModel.register(HourLlavaConfig, HourLlavaModel, exist_ok=True)
     AutoModelForImageTextToText.register(HourLlavaConfig, HourLlavaForConditionalGeneration, exist_ok=True)
     AutoModelForMultimodalLM.register(HourLlavaConfig, HourLlavaForConditionalGeneration, exist_ok=True)
+    # Saved checkpoints carry the model files, so they also load with `trust_remote_code=True` without this package.
+    HourLlavaConfig.register_for_auto_class()
+    HourLlavaModel.register_for_auto_class("AutoModel")
+    HourLlavaForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 
 
 _register_auto_classes()

@@ -158,10 +158,11 @@ class HourLlavaConfig(PreTrainedConfig):
             raise ValueError(
                 f"memaug_num_attention_heads={heads} is not a multiple of memaug_num_key_value_heads={kv_heads}."
             )
-        if self.memaug_rotary_dim % 2 != 0 or not 0 < self.memaug_rotary_dim <= self.memaug_head_dim:
+        rotary_dims = self.memaug_head_dim * self.memaug_partial_rotary_factor
+        if rotary_dims != int(rotary_dims) or int(rotary_dims) % 2 != 0 or not 0 < rotary_dims <= self.memaug_head_dim:
             raise ValueError(
-                f"memaug_partial_rotary_factor={self.memaug_partial_rotary_factor} gives {self.memaug_rotary_dim} "
-                f"rotary dims for head dim {self.memaug_head_dim}; it must be an even number in (0, head_dim]."
+                f"memaug_partial_rotary_factor={self.memaug_partial_rotary_factor} gives {rotary_dims} rotary dims "
+                f"for head dim {self.memaug_head_dim}; it must give an even whole number in (0, head_dim]."
             )
         if self.spatial_sampling_type not in SPATIAL_SAMPLING_TYPES:
             raise ValueError(

@@ -53,9 +53,10 @@ def apply_partial_rotary_pos_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.
     The product is taken in fp32 and cast back, as flash-attn's rotary kernel does.
     """
     rotary_dim = cos.shape[-1]
-    x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
-    cos, sin = cos.unsqueeze(1).float(), sin.unsqueeze(1).float()
-    x_rot = (x_rot.float() * cos + rotate_half(x_rot.float()) * sin).to(x.dtype)
+    compute_dtype = torch.promote_types(x.dtype, torch.float32)
+    x_rot, x_pass = x[..., :rotary_dim].to(compute_dtype), x[..., rotary_dim:]
+    cos, sin = cos.unsqueeze(1).to(compute_dtype), sin.unsqueeze(1).to(compute_dtype)
+    x_rot = (x_rot * cos + rotate_half(x_rot) * sin).to(x.dtype)
     return torch.cat([x_rot, x_pass], dim=-1)
 
 

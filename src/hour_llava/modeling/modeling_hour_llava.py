@@ -44,6 +44,15 @@ from .memory_augmentation import HourLlavaMemoryAugmentation
 
 logger = logging.get_logger(__name__)
 
+# Written into every saved config so each Auto class resolves to these files when the checkpoint is loaded with
+# `trust_remote_code=True` where hour_llava is not installed.
+REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_hour_llava.HourLlavaConfig",
+    "AutoModel": "modeling_hour_llava.HourLlavaModel",
+    "AutoModelForImageTextToText": "modeling_hour_llava.HourLlavaForConditionalGeneration",
+    "AutoModelForMultimodalLM": "modeling_hour_llava.HourLlavaForConditionalGeneration",
+}
+
 # Inputs that only the prefill step reads: generation drops them afterwards, the KV cache holds what they produced.
 VIDEO_PREFILL_INPUTS = ("video_num_frames", "pooled_video_features", "memaug_query_mask", "forgetting_generator")
 
@@ -59,6 +68,11 @@ class HourLlavaPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
     _can_compile_fullgraph = False  # per-video loops over data-dependent lengths
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as usual, with an `auto_map` for every Auto class (entries already present are kept)."""
+        self.config.auto_map = {**REMOTE_CODE_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)

@@ -1,0 +1,328 @@
+"""HourLlavaModel / HourLlavaForConditionalGeneration behaviour on tiny configs built in-process."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoModelForMultimodalLM,
+)
+
+from hour_llava import HourLlavaConfig, HourLlavaForConditionalGeneration, HourLlavaModel
+from hour_llava.tiny import tiny_model as build_tiny_model
+
+
+def video_sample(tokenizer, config, num_frames, question=" What colour is the ball?", seed=0):
+    """Token ids for `<video x n> question` and a matching random video."""
+    ids = tokenizer("Video: ")["input_ids"] + [config.video_token_id] * config.num_video_tokens(num_frames)
+    ids += tokenizer(question)["input_ids"]
+    pixels = torch.randn(num_frames, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    return ids, pixels
+
+
+def right_padded_batch(tokenizer, samples):
+    """Collate `(ids, pixels | None)` samples: right-padded ids, concatenated frames, per-video frame counts."""
+    length = max(len(ids) for ids, _ in samples)
+    input_ids = torch.full((len(samples), length), tokenizer.pad_token_id)
+    attention_mask = torch.zeros(len(samples), length, dtype=torch.long)
+    for row, (ids, _) in enumerate(samples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+    videos = [pixels for _, pixels in samples if pixels is not None]
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if videos:
+        batch["pixel_values_videos"] = torch.cat(videos)
+        batch["video_num_frames"] = torch.tensor([len(v) for v in videos])
+    return batch
+
+
+def with_labels(batch):
+    labels = batch["input_ids"].clone()
+    labels[batch["attention_mask"] == 0] = -100
+    return {**batch, "labels": labels}
+
+
+@pytest.fixture
+def batch(tokenizer, tiny_model):
+    """Two videos of different lengths and a text-only sample."""
+    config = tiny_model.config
+    return right_padded_batch(
+        tokenizer,
+        [
+            video_sample(tokenizer, config, 20, seed=1),
+            (tokenizer("Just text, no video here.")["input_ids"], None),
+            video_sample(tokenizer, config, 70, question=" How many?", seed=2),
+        ],
+    )
+
+
+def test_gradients_reach_every_trained_part(tiny_model, batch):
+    model = tiny_model.train()
+    model(**with_labels(batch)).loss.backward()
+    parts = {
+        "memaug": model.model.memory_augmentation,
+        "projector": model.model.multi_modal_projector,
+        "vision": model.model.vision_tower.encoder,
+        "llm": model.model.language_model.layers,
+        "lm_head": model.lm_head,
+    }
+    for name, module in parts.items():
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
+        assert grads and all(g is not None for g in grads), name
+        assert sum(g.abs().sum() for g in grads) > 0, name
+    assert model.model.image_newline.grad is not None and model.model.image_newline.grad.abs().sum() > 0
+
+
+def test_loss_ignores_masked_labels(tiny_model, batch):
+    labels = with_labels(batch)["labels"]
+    labels[0, :10] = -100
+    with torch.no_grad():
+        out = tiny_model(**batch, labels=labels)
+    logits, targets = out.logits[:, :-1], labels[:, 1:]
+    kept = targets != -100
+    expected = torch.nn.functional.cross_entropy(logits[kept], targets[kept])
+    torch.testing.assert_close(out.loss, expected)
+    unmasked = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["input_ids"][:, 1:].flatten())
+    assert not torch.allclose(out.loss, unmasked)  # the masked positions would change it
+
+
+def test_eval_forward_is_deterministic(tiny_model, batch):
+    with torch.no_grad():
+        first, second = tiny_model(**batch).logits, tiny_model(**batch).logits
+    assert torch.equal(first, second)
+
+
+def test_train_forward_is_reproducible_with_the_same_seed(tiny_model, batch):
+    model = tiny_model.train()
+
+    def loss_with_seed(seed):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            return model(**with_labels(batch)).loss
+
+    assert torch.equal(loss_with_seed(0), loss_with_seed(0))
+    assert not torch.equal(loss_with_seed(0), loss_with_seed(1))  # random spatial forgetting is really random
+
+    def loss_with_generator(seed):
+        with torch.no_grad():
+            return model(**with_labels(batch), forgetting_generator=torch.Generator().manual_seed(seed)).loss
+
+    torch.manual_seed(5)
+    first = loss_with_generator(7)
+    torch.manual_seed(6)  # the global seed no longer matters
+    assert torch.equal(first, loss_with_generator(7))
+
+
+def test_uniform_sampling_type_is_deterministic_in_training(tokenizer, batch):
+    model = build_tiny_model(tokenizer, spatial_sampling_type="uniform").train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        first = model(**batch).logits
+        torch.manual_seed(1)
+        assert torch.equal(first, model(**batch).logits)
+
+
+def test_mixed_batch_matches_each_sample_alone(tokenizer, tiny_model):
+    config = tiny_model.config
+    samples = [
+        video_sample(tokenizer, config, 20, seed=1),
+        (tokenizer("Just text, no video here.")["input_ids"], None),
+        video_sample(tokenizer, config, 70, question=" How many?", seed=2),
+    ]
+    with torch.no_grad():
+        batched = tiny_model(**right_padded_batch(tokenizer, samples)).logits
+        for row, sample in enumerate(samples):
+            alone = tiny_model(**right_padded_batch(tokenizer, [sample])).logits[0]
+            torch.testing.assert_close(batched[row, : alone.shape[0]], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_video_inputs_in_other_forms_give_the_same_logits(tokenizer, tiny_model):
+    config = tiny_model.config
+    ids, pixels = video_sample(tokenizer, config, 24)
+    input_ids = torch.tensor([ids])
+    with torch.no_grad():
+        reference = tiny_model(input_ids=input_ids, pixel_values_videos=pixels).logits
+        five_d = tiny_model(input_ids=input_ids, pixel_values_videos=pixels[None]).logits
+        chunked = tiny_model.model.get_video_features(pixels, vision_chunk_size=5)
+        whole = tiny_model.model.get_video_features(pixels, vision_chunk_size=100)
+        from_cache = tiny_model(input_ids=input_ids, pooled_video_features=whole.last_hidden_state).logits
+        from_embeds = tiny_model(
+            inputs_embeds=tiny_model.get_input_embeddings()(input_ids), pixel_values_videos=pixels
+        ).logits
+    torch.testing.assert_close(five_d, reference)
+    torch.testing.assert_close(chunked.last_hidden_state, whole.last_hidden_state, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(from_cache, reference)
+    torch.testing.assert_close(from_embeds, reference)
+
+
+def test_memaug_query_mask_selects_the_text_in_the_query(tokenizer, tiny_model):
+    config = tiny_model.config
+    ids, pixels = video_sample(tokenizer, config, 16)
+    input_ids = torch.tensor([ids])
+    query_lengths = []
+    tiny_model.model.memory_augmentation.register_forward_pre_hook(
+        lambda module, args: query_lengths.append(args[0].shape[1])
+    )
+    mask = torch.ones_like(input_ids)
+    mask[0, :3] = 0
+    with torch.no_grad():
+        masked = tiny_model(input_ids=input_ids, pixel_values_videos=pixels, memaug_query_mask=mask).logits
+        unmasked = tiny_model(input_ids=input_ids, pixel_values_videos=pixels).logits
+    num_video = config.num_video_tokens(16)
+    assert query_lengths == [len(ids) - 3, len(ids)]  # masked text left out, video rows always in
+    assert query_lengths[1] - num_video == len(ids) - num_video  # all text joins without a mask
+    assert not torch.allclose(masked, unmasked)
+
+
+def test_placeholder_mismatch_names_both_numbers(tokenizer, tiny_model):
+    config = tiny_model.config
+    ids, pixels = video_sample(tokenizer, config, 20)
+    expected = config.num_video_tokens(20)
+    short = [i for i in ids]
+    short.remove(config.video_token_id)
+    with pytest.raises(ValueError, match=rf"{expected - 1} video placeholder tokens.*20 frames yields {expected}"):
+        tiny_model(input_ids=torch.tensor([short]), pixel_values_videos=pixels)
+    with pytest.raises(ValueError, match="1 samples with video placeholder tokens but 2 videos"):
+        tiny_model(
+            input_ids=torch.tensor([ids]),
+            pixel_values_videos=torch.cat([pixels, pixels]),
+            video_num_frames=torch.tensor([20, 20]),
+        )
+    with pytest.raises(ValueError, match="does not split the 20 frames"):
+        tiny_model(input_ids=torch.tensor([ids]), pixel_values_videos=pixels, video_num_frames=torch.tensor([19]))
+
+
+class CallCounter:
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+
+
+def test_generation_builds_the_memory_once(tokenizer, tiny_model):
+    config = tiny_model.config
+    ids, pixels = video_sample(tokenizer, config, 30)
+    inputs = {"input_ids": torch.tensor([ids]), "pixel_values_videos": pixels, "video_num_frames": torch.tensor([30])}
+    vision_calls, memaug_calls = CallCounter(), CallCounter()
+    tiny_model.model.vision_tower.encoder.register_forward_hook(vision_calls)
+    tiny_model.model.memory_augmentation.register_forward_hook(memaug_calls)
+    llm_lengths = []
+    tiny_model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: llm_lengths.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    with torch.no_grad():
+        generated = tiny_model.generate(**inputs, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == len(ids) + 5
+    assert vision_calls.count == 2  # 30 frames in chunks of 16, once
+    assert memaug_calls.count == 1
+    assert llm_lengths == [len(ids), 1, 1, 1, 1]
+
+    with torch.no_grad():  # without a cache every step recomputes the memory, with the same answer
+        uncached = tiny_model.generate(**inputs, max_new_tokens=5, min_new_tokens=5, do_sample=False, use_cache=False)
+    assert torch.equal(generated, uncached)
+
+
+def test_beam_search_repeats_each_video_with_its_sample(tokenizer, tiny_model):
+    config = tiny_model.config
+    batch = right_padded_batch(
+        tokenizer, [video_sample(tokenizer, config, 18, seed=1), video_sample(tokenizer, config, 40, seed=2)]
+    )
+    with torch.no_grad():
+        beams = tiny_model.generate(**batch, max_new_tokens=3, num_beams=2, num_return_sequences=2, do_sample=False)
+    assert beams.shape[0] == 4
+
+
+def test_save_and_load_are_bit_exact(tmp_path, tokenizer, tiny_model):
+    tiny_model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    saved = load_file(tmp_path / "model.safetensors")
+    assert "model.memory_augmentation.layers.0.cross_attn.kv_proj.weight" in saved
+    loaded = HourLlavaForConditionalGeneration.from_pretrained(tmp_path)
+    original_state, loaded_state = tiny_model.state_dict(), loaded.state_dict()
+    assert original_state.keys() == loaded_state.keys()
+    for key, tensor in original_state.items():
+        assert torch.equal(tensor, loaded_state[key]), key
+    original_config, loaded_config = tiny_model.config.to_dict(), loaded.config.to_dict()
+    for config in (original_config, loaded_config):
+        config.pop("_name_or_path")
+        config["text_config"].pop("dtype"), config["vision_config"].pop("dtype")  # filled in at save time
+    assert loaded_config == original_config
+
+
+def test_tied_embeddings_are_saved_once(tmp_path, tokenizer):
+    model = build_tiny_model(tokenizer, text_config={"tie_word_embeddings": True})
+    assert model.config.tie_word_embeddings
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    model.save_pretrained(tmp_path)
+    assert "lm_head.weight" not in load_file(tmp_path / "model.safetensors")
+    loaded = HourLlavaForConditionalGeneration.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight.data_ptr() == loaded.get_input_embeddings().weight.data_ptr()
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_auto_classes(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), HourLlavaConfig)
+    base = AutoModel.from_pretrained(tmp_path)
+    assert type(base) is HourLlavaModel
+    for auto_class in (AutoModelForImageTextToText, AutoModelForMultimodalLM):
+        model = auto_class.from_pretrained(tmp_path)
+        assert type(model) is HourLlavaForConditionalGeneration
+    for key, tensor in tiny_model.model.state_dict().items():
+        assert torch.equal(tensor, base.state_dict()[key]), key
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tokenizer, batch):
+    def gradients(checkpointing):
+        model = build_tiny_model(tokenizer, spatial_sampling_type="uniform").train()
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model(**with_labels(batch)).loss.backward()
+        return model, {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+    model, checkpointed = gradients(True)
+    flagged = {type(m).__name__ for m in model.modules() if getattr(m, "gradient_checkpointing", False)}
+    assert {"HourLlavaMemAugLayer", "SiglipEncoderLayer", "Qwen2DecoderLayer"} <= flagged
+    _, plain = gradients(False)
+    assert checkpointed.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_text_only_training_keeps_video_parameters_in_the_graph(tokenizer, tiny_model):
+    model = tiny_model.train()
+    batch = right_padded_batch(tokenizer, [(tokenizer("Only words.")["input_ids"], None)])
+    model(**with_labels(batch)).loss.backward()
+    for module in (model.model.memory_augmentation, model.model.multi_modal_projector, model.model.vision_tower):
+        assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in module.parameters())
+    assert model.model.image_newline.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"text_config": {"hidden_size": 30, "num_attention_heads": 4}}, "not divisible by memaug_num_attention_heads=4"),
+        ({"memaug_num_attention_heads": 7, "memaug_num_key_value_heads": 2}, "not a multiple of"),
+        ({"spatial_keep_tokens": 5}, "spatial_keep_tokens=5 must be a square"),
+        ({"spatial_sampling_type": "gaussian"}, "spatial_sampling_type='gaussian'"),
+        ({"memory_position_mode": "shifted"}, "memory_position_mode='shifted'"),
+        ({"memaug_partial_rotary_factor": 0.1}, "memaug_partial_rotary_factor=0.1"),
+        ({"video_pool_size": 40}, "video_pool_size=40 is larger"),
+    ],
+)
+def test_config_validation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        HourLlavaConfig(vision_config={"num_hidden_layers": 1}, **overrides)
+
+
+def test_config_defaults_follow_the_released_checkpoints():
+    config = HourLlavaConfig()
+    assert config.vision_config.num_hidden_layers == 26 and config.vision_config.image_size == 384
+    assert config.text_config.hidden_size == 3584 and config.memaug_num_key_value_heads == 4
+    assert config.memaug_rope_theta == 1e6 and config.memaug_rotary_dim == 64
+    assert config.num_video_tokens(3600) == 8704
+    restored = HourLlavaConfig.from_dict(config.to_dict())
+    assert restored.memaug_rope_theta == config.memaug_rope_theta
