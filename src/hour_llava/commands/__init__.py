@@ -1,0 +1,1 @@
+"""Subcommands of the `hour-llava` console command (see `hour_llava.cli`)."""

@@ -1,0 +1,32 @@
+"""Model card metadata for the Hub: every card we write says `pipeline_tag: video-text-to-text`.
+
+Neither `PreTrainedModel.push_to_hub` nor TRL's trainer card sets a pipeline tag, and `Trainer.push_to_hub`
+regenerates README.md, so the metadata is (re)applied here after any card is written.
+"""
+
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData
+
+
+PIPELINE_TAG = "video-text-to-text"
+LIBRARY_NAME = "transformers"
+TAGS = ("hour-llava", "video-text-to-text", "long-video-understanding")
+
+
+def apply_card_metadata(
+    readme: str | Path, base_model: str | None = None, datasets: list[str] | None = None
+) -> ModelCard:
+    """Load `readme` (or start an empty card), set our pipeline tag, library, tags, base model and datasets; save."""
+    readme = Path(readme)
+    card = ModelCard.load(readme) if readme.exists() else ModelCard(f"---\n---\n# Hour-LLaVA\n")
+    data: ModelCardData = card.data
+    data.pipeline_tag = PIPELINE_TAG
+    data.library_name = LIBRARY_NAME
+    data.tags = sorted(set(data.tags or []) | set(TAGS))
+    if base_model:
+        data.base_model = base_model
+    if datasets:
+        data.datasets = sorted(set(data.datasets or []) | set(datasets))
+    card.save(readme)
+    return card
