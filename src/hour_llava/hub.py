@@ -19,7 +19,7 @@ def apply_card_metadata(
 ) -> ModelCard:
     """Load `readme` (or start an empty card), set our pipeline tag, library, tags, base model and datasets; save."""
     readme = Path(readme)
-    card = ModelCard.load(readme) if readme.exists() else ModelCard(f"---\n---\n# Hour-LLaVA\n")
+    card = ModelCard.load(readme) if readme.exists() else ModelCard(f"---\nlibrary_name: {LIBRARY_NAME}\n---\n# Hour-LLaVA\n")
     data: ModelCardData = card.data
     data.pipeline_tag = PIPELINE_TAG
     data.library_name = LIBRARY_NAME
