@@ -1,13 +1,36 @@
 """MemAug against a plain einsum implementation of the reference block math, for eager and sdpa."""
 
-import math
-
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hour_llava import HourLlavaConfig
 from hour_llava.modeling.memory_augmentation import HourLlavaMemoryAugmentation
+from reference_memaug import reference_memaug
+
+
+# our module names -> the authors' (`vision_resampler.` prefix stripped), written out independently of the converter
+TO_AUTHORS_NAMES = {
+    "self_attn.qkv_proj": "self_attn.Wqkv",
+    "self_attn.o_proj": "self_attn.Wo",
+    "cross_attn.q_proj": "cross_attn.Wq",
+    "cross_attn.kv_proj": "cross_attn.Wkv",
+    "cross_attn.o_proj": "cross_attn.Wo",
+    "mlp.fc1": "mlp.0",
+    "mlp.fc2": "mlp.2",
+    "self_attn_layer_norm": "norm1",
+    "cross_attn_layer_norm": "norm2",
+    "final_layer_norm": "norm3",
+}
+
+
+def authors_weights(module: HourLlavaMemoryAugmentation) -> dict[str, torch.Tensor]:
+    renamed = {}
+    for key, tensor in module.state_dict().items():
+        layer, index, rest = key.split(".", 2)
+        name, kind = rest.rsplit(".", 1)
+        renamed[f"{layer}.{index}.{TO_AUTHORS_NAMES[name]}.{kind}"] = tensor
+    return renamed
 
 
 def memaug_config(attn_implementation: str, **overrides) -> HourLlavaConfig:
@@ -39,62 +62,6 @@ def randomised_memaug(config: HourLlavaConfig, seed: int = 0) -> HourLlavaMemory
     return module.eval()
 
 
-# ----- the reference math, written out with einsum ------------------------------------------------------------------
-def rotate_neox(x: torch.Tensor, positions: torch.Tensor, rotary_dim: int, theta: float) -> torch.Tensor:
-    """x: (seq, heads, head_dim). Rotate dims [0, rotary_dim) in NeoX (rotate-half) order, keep the rest.
-
-    The angles and their cos/sin are fp32, as the reference computes them; everything after is exact.
-    """
-    half = rotary_dim // 2
-    inv_freq = 1.0 / theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float32) / rotary_dim)
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (seq, half)
-    cos, sin = angles.cos().double()[:, None, :], angles.sin().double()[:, None, :]
-    x1, x2, rest = x[..., :half], x[..., half:rotary_dim], x[..., rotary_dim:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
-
-
-def attention(q, k, v, q_pos, k_pos, heads, kv_heads, rotary_dim, theta):
-    head_dim = q.shape[-1] // heads
-    q = rotate_neox(q.view(q.shape[0], heads, head_dim), q_pos, rotary_dim, theta)
-    k = rotate_neox(k.view(k.shape[0], kv_heads, head_dim), k_pos, rotary_dim, theta)
-    v = v.view(v.shape[0], kv_heads, head_dim)
-    group = heads // kv_heads
-    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # head h reads kv head h // group
-    scores = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(head_dim)  # non-causal, no mask
-    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v).reshape(q.shape[0], -1)
-
-
-def linear(x, layer):
-    return torch.einsum("nd,od->no", x, layer.weight.double()) + layer.bias.double()
-
-
-def layer_norm(x, norm):
-    mean = x.mean(-1, keepdim=True)
-    var = ((x - mean) ** 2).mean(-1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + norm.eps) * norm.weight.double() + norm.bias.double()
-
-
-def reference_memaug(module, config, x, memory, q_pos, k_pos):
-    heads, kv_heads = config.memaug_num_attention_heads, config.memaug_num_key_value_heads
-    head_dim = config.text_config.hidden_size // heads
-    rotary_dim, theta = head_dim // 2, config.memaug_rope_theta
-    q_size, kv_size = heads * head_dim, kv_heads * head_dim
-    x, memory = x.double(), memory.double()
-    for layer in module.layers:
-        qkv = linear(x, layer.self_attn.qkv_proj)  # [Q | K | V]
-        q, k, v = qkv[:, :q_size], qkv[:, q_size : q_size + kv_size], qkv[:, q_size + kv_size :]
-        attn = attention(q, k, v, q_pos, q_pos, heads, kv_heads, rotary_dim, theta)
-        x = layer_norm(x + linear(attn, layer.self_attn.o_proj), layer.self_attn_layer_norm)
-        q = linear(x, layer.cross_attn.q_proj)
-        kv = linear(memory, layer.cross_attn.kv_proj)  # [K | V], the same raw memory in every layer
-        attn = attention(q, kv[:, :kv_size], kv[:, kv_size:], q_pos, k_pos, heads, kv_heads, rotary_dim, theta)
-        x = layer_norm(x + linear(attn, layer.cross_attn.o_proj), layer.cross_attn_layer_norm)
-        hidden = linear(x, layer.mlp.fc1)
-        hidden = 0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))  # exact GELU
-        x = layer_norm(x + linear(hidden, layer.mlp.fc2), layer.final_layer_norm)
-    return x
-
-
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 def test_memaug_matches_einsum_reference(attn_implementation):
     config = memaug_config(attn_implementation)
@@ -106,7 +73,10 @@ def test_memaug_matches_einsum_reference(attn_implementation):
     query_pos = torch.cat([torch.arange(5), torch.arange(5, 5 + 3 * 13, 3)[:13], torch.arange(500, 505)])
     memory_pos = torch.arange(130)
 
-    expected = reference_memaug(module, config, query[0], memory[0], query_pos, memory_pos)
+    expected = reference_memaug(
+        authors_weights(module), config.memaug_depth, config.memaug_num_attention_heads,
+        config.memaug_num_key_value_heads, config.memaug_rope_theta, query[0], memory[0], query_pos, memory_pos,
+    )
     with torch.no_grad():
         ours_fp32 = module(query, memory, query_pos[None], memory_pos[None])[0]
         ours_fp64 = module.double()(query.double(), memory.double(), query_pos[None], memory_pos[None])[0]
