@@ -6,7 +6,9 @@ import sys
 
 
 # name -> module defining `HELP: str`, `add_arguments(parser)` and `run(args) -> int`
-SUBCOMMANDS = {}
+SUBCOMMANDS = {
+    "convert": "hour_llava.commands.convert",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,196 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""Config mapping: the authors' config.json, llava-hf's LLaVA-OneVision, SigLIP and Qwen2 -> `HourLlavaConfig`."""
+
+from ..modeling import HourLlavaConfig
+from ..modeling.configuration_hour_llava import SIGLIP_SO400M_VIDEO_TOWER
+from .sources import ConversionError
+
+
+AUTHORS = "hour_llava_authors"
+LLAVA_ONEVISION = "llava_onevision"
+SOURCE_FORMATS = (AUTHORS, LLAVA_ONEVISION)
+
+# Qwen2 fields carried over from a source text config; generic fields (architectures, dtype, ids) are not.
+QWEN2_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "hidden_act",
+    "max_position_embeddings",
+    "initializer_range",
+    "rms_norm_eps",
+    "tie_word_embeddings",
+    "use_sliding_window",
+    "sliding_window",
+    "max_window_layers",
+    "attention_dropout",
+    "bos_token_id",
+    "eos_token_id",
+)
+SIGLIP_VISION_FIELDS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_channels",
+    "image_size",
+    "patch_size",
+    "hidden_act",
+    "layer_norm_eps",
+    "attention_dropout",
+)
+
+# What the authors' code supports (spec section 8); anything else was never trained and is refused.
+AUTHORS_REQUIRED_SETTINGS = {
+    "mm_projector_type": ("mlp2x_gelu",),
+    "mm_resampler_type": ("memaug",),
+    "mm_spatial_pool_mode": ("bilinear", None),
+    "mm_newline_position": ("grid", None),
+}
+
+
+def detect_format(config: dict, source: str) -> str:
+    """`AUTHORS` for the authors' Qwen2-plus-`mm_*` config, `LLAVA_ONEVISION` for llava-hf's, else an error."""
+    model_type = config.get("model_type")
+    if model_type == HourLlavaConfig.model_type:
+        raise ConversionError(f"{source} is already an Hour-LLaVA checkpoint in this library's format (model_type hour_llava).")
+    if "mm_vision_tower" in config or "mm_resampler_type" in config:
+        return AUTHORS
+    if model_type == "llava_onevision":
+        return LLAVA_ONEVISION
+    raise ConversionError(
+        f"{source}/config.json (model_type {model_type!r}) is neither the authors' Hour-LLaVA format (a Qwen2 config "
+        "with mm_* fields) nor llava-hf's LLaVA-OneVision; for separate SigLIP and Qwen2 checkpoints use "
+        "`build_from_siglip_and_qwen2`."
+    )
+
+
+def text_config_from_qwen2(config: dict) -> dict:
+    """A Qwen2 text config dict from a Qwen2 (or Qwen2-based) config.json, rope settings in the 5.x form."""
+    text = {key: config[key] for key in QWEN2_FIELDS if key in config}
+    text["model_type"] = "qwen2"
+    # The authors' model sets `rope_scaling = None` on construction, so only the base frequency carries over.
+    text["rope_parameters"] = config.get("rope_parameters") or {
+        "rope_type": "default",
+        "rope_theta": float(config.get("rope_theta", 10000.0)),
+    }
+    return text
+
+
+def siglip_vision_config(config: dict, num_layers: int | None = None) -> dict:
+    """A headless SigLIP vision config dict from a SigLIP vision config (or a full SigLIP config's vision part)."""
+    if config.get("model_type") == "siglip" or "vision_config" in config and "text_config" in config:
+        config = config.get("vision_config") or {}
+    vision = {key: config[key] for key in SIGLIP_VISION_FIELDS if key in config}
+    if num_layers is not None:
+        vision["num_hidden_layers"] = num_layers
+    return {**vision, "model_type": "siglip_vision_model", "vision_use_head": False}
+
+
+def source_dtype(config: dict) -> str | None:
+    return config.get("dtype") or config.get("torch_dtype")
+
+
+def config_from_authors(config: dict, video_token_id: int, source: str, **overrides) -> HourLlavaConfig:
+    """Map the authors' config.json (spec section 8) to an `HourLlavaConfig`.
+
+    The vision tower comes from an optional `vision_config` object in the source config (tiny test checkpoints
+    write one) and is otherwise SigLIP so400m/14@384 with 26 layers, the tower of every released checkpoint.
+    """
+    for field, allowed in AUTHORS_REQUIRED_SETTINGS.items():
+        if config.get(field) not in allowed:
+            raise ConversionError(
+                f"{source}/config.json has {field}={config.get(field)!r}; Hour-LLaVA conversion supports "
+                f"{[value for value in allowed if value is not None]}."
+            )
+    vision = siglip_vision_config(config["vision_config"]) if "vision_config" in config else {
+        **SIGLIP_SO400M_VIDEO_TOWER,
+        "model_type": "siglip_vision_model",
+    }
+    mm_hidden_size = config.get("mm_hidden_size")
+    if mm_hidden_size is not None and mm_hidden_size != vision["hidden_size"]:
+        raise ConversionError(
+            f"{source}/config.json has mm_hidden_size={mm_hidden_size}, but the vision tower has hidden_size "
+            f"{vision['hidden_size']}; add a `vision_config` object describing the tower to config.json."
+        )
+    values = {
+        "memaug_depth": config.get("memaug_depth", 4),
+        "spatial_sampling_type": config.get("spatial_sampling_type") or "random",
+        "dtype": source_dtype(config),
+        **overrides,
+    }
+    return HourLlavaConfig(
+        text_config=text_config_from_qwen2(config),
+        vision_config=vision,
+        video_token_id=video_token_id,
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        **values,
+    )
+
+
+def kept_vision_layers(num_layers: int, feature_layer: int | list[int], source: str) -> int:
+    """Encoder layers needed to produce hidden state `feature_layer` (`-1`: the last layer's, `-2`: the one before)."""
+    if isinstance(feature_layer, list):
+        raise ConversionError(f"{source}: vision_feature_layer={feature_layer}; Hour-LLaVA uses a single layer.")
+    kept = feature_layer if feature_layer >= 0 else num_layers + 1 + feature_layer
+    if not 1 <= kept <= num_layers:
+        raise ConversionError(f"{source}: vision_feature_layer={feature_layer} with {num_layers} vision layers.")
+    return kept
+
+
+def config_from_llava_onevision(config: dict, video_token_id: int, source: str, **overrides) -> HourLlavaConfig:
+    """Map llava-hf's LLaVA-OneVision config; MemAug gets the reference's shape (text heads, depth 4)."""
+    strategy = config.get("vision_feature_select_strategy", "full")
+    if strategy != "full":
+        raise ConversionError(f"{source}: vision_feature_select_strategy={strategy!r}; SigLIP towers use 'full'.")
+    vision_source = config.get("vision_config") or {}
+    num_layers = vision_source.get("num_hidden_layers", SIGLIP_SO400M_VIDEO_TOWER["num_hidden_layers"])
+    kept = kept_vision_layers(num_layers, config.get("vision_feature_layer", -1), source)
+    vision = {**SIGLIP_SO400M_VIDEO_TOWER, **siglip_vision_config(vision_source, num_layers=kept)}
+    text_source = config.get("text_config") or {}
+    values = {
+        "projector_hidden_act": config.get("projector_hidden_act", "gelu"),
+        "dtype": source_dtype(config) or source_dtype(text_source),
+        **overrides,
+    }
+    tie = bool(config.get("tie_word_embeddings") or text_source.get("tie_word_embeddings"))
+    return HourLlavaConfig(
+        text_config=text_config_from_qwen2(text_source),
+        vision_config=vision,
+        video_token_id=video_token_id,
+        tie_word_embeddings=tie,
+        **values,
+    )
+
+
+def config_from_siglip_and_qwen2(
+    siglip: dict, qwen2: dict, video_token_id: int, source: str, **overrides
+) -> HourLlavaConfig:
+    """SigLIP minus its last encoder layer and head (26 layers for so400m) in front of a Qwen2 causal LM."""
+    vision = siglip_vision_config(siglip)
+    num_layers = vision.get("num_hidden_layers", 12)
+    if num_layers < 2:
+        raise ConversionError(f"{source}: a SigLIP with {num_layers} layer(s) has no layer to keep after dropping the last.")
+    vision["num_hidden_layers"] = num_layers - 1
+    values = {"dtype": source_dtype(qwen2) or source_dtype(siglip), **overrides}
+    return HourLlavaConfig(
+        text_config=text_config_from_qwen2(qwen2),
+        vision_config=vision,
+        video_token_id=video_token_id,
+        tie_word_embeddings=bool(qwen2.get("tie_word_embeddings", False)),
+        **values,
+    )
+
+
+__all__ = [
+    "AUTHORS",
+    "LLAVA_ONEVISION",
+    "SOURCE_FORMATS",
+    "config_from_authors",
+    "config_from_llava_onevision",
+    "config_from_siglip_and_qwen2",
+    "detect_format",
+]

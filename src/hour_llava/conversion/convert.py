@@ -1,0 +1,244 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""Build Hour-LLaVA checkpoints in this library's format from the authors' releases or from their parts.
+
+Three starting points, one output layout (docs/design.md): native safetensors shards, an `HourLlavaConfig`, the
+tokenizer with a `<video>` token, processor files, and a model card. Writes go to a staging directory next to the
+destination that is renamed into place at the end, so an interrupted run never leaves a checkpoint that looks valid.
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase, Qwen2Config
+
+from ..modeling import HourLlavaConfig, HourLlavaForConditionalGeneration
+from ..tiny import VIDEO_TOKEN
+from .configs import (
+    AUTHORS,
+    config_from_authors,
+    config_from_llava_onevision,
+    config_from_siglip_and_qwen2,
+    detect_format,
+)
+from .keys import (
+    AUTHORS_RULES,
+    LLAVA_ONEVISION_RULES,
+    QWEN2_RULES,
+    SIGLIP_IGNORED,
+    SIGLIP_RULES,
+    RenamedTensors,
+    check_tensors_fit,
+    drop_vision_layers,
+    rename_tensors,
+)
+from .sources import ConversionError, load_tensors, read_json, resolve_source
+
+
+logger = logging.getLogger(__name__)
+
+# Parts a build from LLaVA-OneVision or from SigLIP + Qwen2 starts from scratch, initialised as the reference does.
+MEMAUG_PREFIX = "model.memory_augmentation."
+FRESH_FROM_PARTS = (MEMAUG_PREFIX, "model.multi_modal_projector.", "model.image_newline")
+DEFAULT_MAX_SHARD_SIZE = "5GB"
+
+
+def load_tokenizer(directory: Path, source: str) -> PreTrainedTokenizerBase:
+    """The source's tokenizer with the `<video>` placeholder added as a special token when it lacks one."""
+    try:
+        # Every source's language model is a Qwen2; saying so spares AutoTokenizer parsing the source's config.json.
+        tokenizer = AutoTokenizer.from_pretrained(directory, config=Qwen2Config())
+    except (OSError, ValueError) as error:
+        raise ConversionError(f"Could not load a tokenizer from {source}: {error}") from error
+    if VIDEO_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_tokens([VIDEO_TOKEN], special_tokens=True)
+    return tokenizer
+
+
+def load_generation_config(directory: Path, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+    """The source's generation config, defaulting to stop at `<|im_end|>` (ChatML) and pad with the pad token."""
+    has_file = (directory / "generation_config.json").is_file()
+    generation_config = GenerationConfig.from_pretrained(directory) if has_file else GenerationConfig()
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if generation_config.eos_token_id is None and end_of_turn is not None:
+        generation_config.eos_token_id = end_of_turn
+    if generation_config.pad_token_id is None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
+    return generation_config
+
+
+def expected_state_shapes(config: HourLlavaConfig) -> dict[str, torch.Size]:
+    """Key -> shape of every tensor the model saves, from a skeleton on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        skeleton = HourLlavaForConditionalGeneration(config)
+    return {key: tensor.shape for key, tensor in skeleton.state_dict().items()}
+
+
+def most_common_dtype(tensors: dict[str, torch.Tensor]) -> torch.dtype:
+    sizes: dict[torch.dtype, int] = {}
+    for tensor in tensors.values():
+        if tensor.is_floating_point():
+            sizes[tensor.dtype] = sizes.get(tensor.dtype, 0) + tensor.numel()
+    return max(sizes, key=sizes.get) if sizes else torch.float32
+
+
+def assemble_model(
+    config: HourLlavaConfig,
+    renamed: RenamedTensors,
+    source: str,
+    fresh_prefixes: tuple[str, ...] = (),
+    dtype: torch.dtype | None = None,
+) -> HourLlavaForConditionalGeneration:
+    """Check the renamed tensors against the config, then load them; parts under `fresh_prefixes` start fresh.
+
+    Fresh parts get `post_init`'s initialisation (Linear N(0, 0.02) with zero bias, LayerNorm 1/0), which is how the
+    reference initialises MemAug at stage 1.
+    """
+    if config.tie_word_embeddings and "lm_head.weight" in renamed.tensors:
+        renamed.drop("lm_head.weight")  # tied to embed_tokens; the 3B's copy (if saved) carries no information
+    optional = ("lm_head.weight",) if config.tie_word_embeddings else ()
+    check_tensors_fit(renamed, expected_state_shapes(config), source, fresh_prefixes, optional)
+    dtype = dtype or getattr(config, "dtype", None) or most_common_dtype(renamed.tensors)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    return HourLlavaForConditionalGeneration.from_pretrained(
+        None, config=config, state_dict=renamed.tensors, dtype=dtype
+    ).eval()
+
+
+def fit_vocabulary(model: HourLlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Grow the embeddings (mean-initialised rows) when the tokenizer, with `<video>`, outgrows them."""
+    if len(tokenizer) > model.config.text_config.vocab_size:
+        logger.info("Resizing the embeddings from %d to %d tokens.", model.config.text_config.vocab_size, len(tokenizer))
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+
+
+@contextmanager
+def atomic_directory(destination: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a staging directory next to `destination`; rename it into place only if the block succeeds."""
+    destination = Path(destination).expanduser().absolute()
+    check_destination(destination, overwrite)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    try:
+        yield staging
+        if destination.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))
+            destination.rename(retired / destination.name)
+            staging.rename(destination)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def check_destination(destination: Path, overwrite: bool) -> None:
+    if destination.exists() and not overwrite:
+        raise FileExistsError(f"{destination} already exists; pass overwrite=True (--overwrite) to replace it.")
+
+
+def write_checkpoint(
+    model: HourLlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerBase,
+    destination: str | os.PathLike,
+    base_model: str | list[str] | None = None,
+    datasets: list[str] | None = None,
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+    overwrite: bool = False,
+) -> Path:
+    """Save model, tokenizer/processor and model card atomically into `destination`."""
+    from ..hub import write_model_card
+
+    with atomic_directory(destination, overwrite) as staging:
+        model.save_pretrained(staging, max_shard_size=max_shard_size)
+        tokenizer.save_pretrained(staging)
+        write_model_card(staging, str(destination), base_model=base_model, datasets=datasets)
+    return Path(destination)
+
+
+def convert_checkpoint(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    dtype: torch.dtype | None = None,
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+    overwrite: bool = False,
+    datasets: list[str] | None = None,
+    **config_overrides,
+) -> Path:
+    """Convert an authors' checkpoint (`jylins/hourllava-*`) or build one from a llava-hf LLaVA-OneVision checkpoint.
+
+    The format is read from the source's config.json. From LLaVA-OneVision, MemAug starts fresh (stage 1's start).
+    `config_overrides` set `HourLlavaConfig` fields (e.g. `spatial_sampling_type="uniform"`).
+    """
+    check_destination(Path(destination).expanduser().absolute(), overwrite)
+    source_name = str(source)
+    directory = resolve_source(source, revision)
+    source_config = read_json(directory / "config.json")
+    source_format = detect_format(source_config, source_name)
+    tokenizer = load_tokenizer(directory, source_name)
+    video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
+    tensors = load_tensors(directory)
+    if source_format == AUTHORS:
+        config = config_from_authors(source_config, video_token_id, source_name, **config_overrides)
+        renamed, fresh = rename_tensors(tensors, AUTHORS_RULES), ()
+    else:
+        config = config_from_llava_onevision(source_config, video_token_id, source_name, **config_overrides)
+        renamed, fresh = rename_tensors(tensors, LLAVA_ONEVISION_RULES), (MEMAUG_PREFIX,)
+        drop_vision_layers(renamed, config.vision_config.num_hidden_layers)
+    model = assemble_model(config, renamed, source_name, fresh, dtype)
+    fit_vocabulary(model, tokenizer)
+    model.generation_config = load_generation_config(directory, tokenizer)
+    base_model = None if Path(source).expanduser().is_dir() else source_name
+    return write_checkpoint(model, tokenizer, destination, base_model, datasets, max_shard_size, overwrite)
+
+
+def build_from_siglip_and_qwen2(
+    siglip: str | os.PathLike,
+    qwen2: str | os.PathLike,
+    destination: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    dtype: torch.dtype | None = None,
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+    overwrite: bool = False,
+    **config_overrides,
+) -> Path:
+    """A fresh Hour-LLaVA from a SigLIP checkpoint (vision model minus its last layer and head) and a Qwen2 LM.
+
+    Projector, newline and MemAug start from `post_init`'s initialisation; the tokenizer comes from `qwen2`.
+    """
+    check_destination(Path(destination).expanduser().absolute(), overwrite)
+    siglip_dir, qwen2_dir = resolve_source(siglip, revision), resolve_source(qwen2, revision)
+    tokenizer = load_tokenizer(qwen2_dir, str(qwen2))
+    config = config_from_siglip_and_qwen2(
+        read_json(siglip_dir / "config.json"),
+        read_json(qwen2_dir / "config.json"),
+        tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
+        f"{siglip} + {qwen2}",
+        **config_overrides,
+    )
+    renamed = rename_tensors(load_tensors(siglip_dir, "Reading SigLIP"), SIGLIP_RULES, SIGLIP_IGNORED)
+    drop_vision_layers(renamed, config.vision_config.num_hidden_layers)
+    rename_tensors(load_tensors(qwen2_dir, "Reading Qwen2"), QWEN2_RULES, into=renamed)
+    model = assemble_model(config, renamed, f"{siglip} + {qwen2}", FRESH_FROM_PARTS, dtype)
+    fit_vocabulary(model, tokenizer)
+    model.generation_config = load_generation_config(qwen2_dir, tokenizer)
+    base_models = [str(name) for name in (siglip, qwen2) if not Path(name).expanduser().is_dir()]
+    return write_checkpoint(model, tokenizer, destination, base_models or None, None, max_shard_size, overwrite)
+
+
+__all__ = [
+    "ConversionError",
+    "atomic_directory",
+    "build_from_siglip_and_qwen2",
+    "convert_checkpoint",
+]
