@@ -349,6 +349,8 @@ class ContainerVideo(VideoSource):
         self.frame_times = (self.frame_pts - self.frame_pts[0]).astype(np.float64) * float(self.time_base)
         self.frame_step = last_duration * float(self.time_base) if last_duration else (1 / float(rate) if rate else 0.0)
         self.duration = float(self.frame_times[-1] + self.frame_step)
+        # Headers count durations from the stream's start or from zero; the later end is the generous comparison.
+        self.end_time = max(self.duration, float(self.frame_pts[0] * self.time_base) + self.duration)
         self.average_fps = float(rate) if rate else len(self) / max(self.duration, TIME_TOLERANCE)
         self._warn_if_truncated(*declared)
 
@@ -380,7 +382,9 @@ class ContainerVideo(VideoSource):
                 timestamps.append(timestamp)
                 durations[timestamp] = packet.duration
         except av.FFmpegError as error:
-            stop = (max(timestamps) - min(timestamps)) * float(self.time_base) if timestamps else 0.0
+            if not timestamps:
+                raise ValueError(f"Could not read {self.name}: {error}") from error
+            stop = (max(timestamps) - min(timestamps)) * float(self.time_base)
             warnings.warn(f"{self.name}: demuxing stopped at {stop:.2f}s ({error}); using the frames before it.")
         pts = np.unique(np.asarray(timestamps, dtype=np.int64))
         return pts, (durations.get(int(pts[-1])) if len(pts) else None)
@@ -390,7 +394,7 @@ class ContainerVideo(VideoSource):
         readable = f"its data ends at {self.frame_times[-1]:.2f}s"
         if declared_frames and self._packets_read < declared_frames:
             promise = f"declares {declared_frames} frames but only {self._packets_read} are readable ({readable})"
-        elif declared_duration and declared_duration > self.duration + max(1.0, 2 * self.frame_step):
+        elif declared_duration and declared_duration > self.end_time + max(1.0, 2 * self.frame_step):
             promise = f"declares {declared_duration:.2f}s but {readable}"
         else:
             return
