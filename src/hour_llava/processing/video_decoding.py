@@ -277,12 +277,25 @@ class VideoSource:
     def decode(
         self, indices: Sequence[int], size: tuple[int, int] | None = DEFAULT_FRAME_SIZE, resample=3
     ) -> tuple[np.ndarray, HourLlavaVideoMetadata]:
-        """All frames `indices` as one `(T, height, width, 3)` uint8 array, with the metadata of what was decoded."""
-        decoded = list(self.iter_indexed_frames(indices, size, resample))
-        if not decoded:
+        """All frames `indices` as one `(T, height, width, 3)` uint8 array, with the metadata of what was decoded.
+
+        Frames are written into one preallocated array as they are decoded, so the video is never held twice.
+        """
+        frames, decoded_indices, timestamps = None, [], []
+        for index, time, frame in self.iter_indexed_frames(indices, size, resample):
+            if frames is None:
+                frames = np.empty((len(indices), *frame.shape), dtype=np.uint8)
+            if frame.shape != frames.shape[1:]:
+                raise ValueError(
+                    f"Frame {index} of {self.name} is {frame.shape[:2]}, unlike the first frame's {frames.shape[1:3]}; "
+                    "pass a `size` to decode a video whose resolution changes."
+                )
+            frames[len(decoded_indices)] = frame
+            decoded_indices.append(index)
+            timestamps.append(time)
+        if frames is None:
             raise ValueError(f"No frame of {self.name} could be decoded.")
-        frames = np.stack([frame for _, _, frame in decoded])
-        return frames, self.metadata([i for i, _, _ in decoded], [t for _, t, _ in decoded])
+        return frames[: len(decoded_indices)], self.metadata(decoded_indices, timestamps)
 
     def iter_chunks(
         self,

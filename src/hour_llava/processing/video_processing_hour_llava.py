@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from huggingface_hub.dataclasses import validate_typed_dict
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import PILImageResampling, SizeDict, validate_kwargs
+from transformers.image_utils import PILImageResampling, SizeDict
 from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata, make_batched_videos
@@ -172,10 +172,12 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
 
     def _resolve_options(self, kwargs: dict) -> dict:
         """Call kwargs over instance defaults, validated and standardised as the base class does."""
-        validate_kwargs(
-            captured_kwargs=kwargs.keys(),
-            valid_processor_keys=[*self.valid_kwargs.__annotations__, "return_tensors"],
-        )
+        unknown = set(kwargs) - {*self.valid_kwargs.__annotations__, "return_tensors"}
+        if unknown:
+            raise ValueError(
+                f"Unknown option(s) {sorted(unknown)} for {type(self).__name__}; valid options are "
+                f"{sorted(self.valid_kwargs.__annotations__)}."
+            )
         validate_typed_dict(self.valid_kwargs, kwargs)
         if kwargs.get("fps") is not None and kwargs.get("num_frames") is not None:
             raise ValueError(
