@@ -395,3 +395,19 @@ def test_no_warning_for_a_clean_file(videos):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         decode_video(videos["faststart"])
+
+
+def test_unwanted_b_frames_are_skipped_without_changing_any_pixel(tmp_path):
+    """x264's defaults use B-frames; the ones not sampled need not be decoded at all."""
+    path = write_video(tmp_path / "b_frames.mp4", level_frames(40, 64, 64, noise=30), fps=10)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.has_b_frames
+        everything = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    source = open_video(path)
+    indices = source.sample(min_frames=0)
+    frames, metadata = source.decode(indices, size=None)
+    assert metadata.frames_indices == [0, 10, 20, 30]
+    assert source.frames_decoded < 40
+    for frame, index in zip(frames, metadata.frames_indices):
+        np.testing.assert_array_equal(frame, everything[index])
