@@ -20,6 +20,7 @@ Usage:
 import argparse
 import importlib.metadata
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -124,24 +125,34 @@ def run_method(method: str, path: str) -> dict:
     """Decode `path` with `method` in this process: time, frames, output size, peak RSS with and without imports."""
     decode = load_method(method)
     imports_mb = peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     frames, output_mb = decode(path)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "frames": frames, "output_mb": output_mb, "imports_mb": imports_mb,
-            "peak_rss_mb": peak_rss_mb()}
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "frames": frames,
+        "output_mb": output_mb,
+        "imports_mb": imports_mb,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
-def measure(method: str, path: Path, repeat: int) -> dict:
-    """Run `method` `repeat` times, each in a fresh interpreter: the fastest time, the highest peak RSS."""
-    runs = []
-    for _ in range(repeat):
-        command = [sys.executable, __file__, "--worker", method, "--video", str(path)]
-        completed = subprocess.run(command, capture_output=True, text=True)
-        if completed.returncode != 0:
-            return {"error": (completed.stderr.strip().splitlines() or ["killed"])[-1]}
-        runs.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+def run_worker(method: str, path: Path) -> dict:
+    """Run `method` once in a fresh interpreter and read back its result."""
+    command = [sys.executable, __file__, "--worker", method, "--video", str(path)]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        return {"error": (completed.stderr.strip().splitlines() or ["killed"])[-1]}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def summarize(runs: list[dict]) -> dict:
+    """The fastest run's numbers, with the highest peak RSS of all runs and every wall time."""
+    if any("error" in run for run in runs):
+        return next(run for run in runs if "error" in run)
     best = min(runs, key=lambda run: run["seconds"])
-    return {**best, "peak_rss_mb": max(run["peak_rss_mb"] for run in runs), "all_seconds": [r["seconds"] for r in runs]}
+    return {**best, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "all_seconds": [r["seconds"] for r in runs]}
 
 
 def transformers_peak_estimate_mb(path: Path) -> float:
@@ -167,20 +178,22 @@ def print_table(results: dict, minutes: float) -> None:
     floor, reference = results.get("floor", {}), results.get("transformers", {})
     print(f"\n{minutes:g}-minute 1280x720 H.264 video (25 fps, AAC audio track)\n")
     print(
-        "| method | seconds | frames out | peak RSS (MiB) | of which imports | time vs floor | "
-        "speed-up vs transformers | peak RSS vs transformers |"
+        "| method | seconds (all runs) | CPU seconds | frames out | peak RSS (MiB) | of which imports | "
+        "time vs floor | speed-up vs transformers | peak RSS vs transformers |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for method, result in results.items():
         if "seconds" not in result:
-            print(f"| {DESCRIPTIONS[method]} | {result.get('error', 'skipped')} | | | | | | |")
+            print(f"| {DESCRIPTIONS[method]} | {result.get('error', 'skipped')} | | | | | | | |")
             continue
+        runs = ", ".join(f"{seconds:.1f}" for seconds in result["all_seconds"])
         versus_floor = result["seconds"] / floor["seconds"] if "seconds" in floor else float("nan")
         speedup = reference["seconds"] / result["seconds"] if "seconds" in reference else float("nan")
         memory = result["peak_rss_mb"] / reference["peak_rss_mb"] if "peak_rss_mb" in reference else float("nan")
         print(
-            f"| {DESCRIPTIONS[method]} | {result['seconds']:.1f} | {result['frames']} | {result['peak_rss_mb']:.0f} | "
-            f"{result['imports_mb']:.0f} | {versus_floor:.2f}x | {speedup:.2f}x | {memory:.2f} |"
+            f"| {DESCRIPTIONS[method]} | {result['seconds']:.1f} ({runs}) | {result['cpu_seconds']:.1f} | "
+            f"{result['frames']} | {result['peak_rss_mb']:.0f} | {result['imports_mb']:.0f} | {versus_floor:.2f}x | "
+            f"{speedup:.2f}x | {memory:.2f} |"
         )
 
 
@@ -202,15 +215,20 @@ def main() -> None:
     video = args.workdir / f"bigbuckbunny_{args.minutes:g}min.mp4"
     if not video.exists():
         remux_repeated(clip_path(), video, args.minutes)
-    results = {}
-    for method in args.methods:
-        if method == "transformers" and transformers_peak_estimate_mb(video) > 0.8 * available_memory_mb():
-            needed, available = transformers_peak_estimate_mb(video), available_memory_mb()
-            results[method] = {"error": f"skipped: needs about {needed:.0f} MiB, {available:.0f} MiB available"}
-        else:
-            print(f"running {method} ...", flush=True)
-            results[method] = measure(method, video, args.repeat)
-        print(f"  {results[method]}", flush=True)
+    methods = list(args.methods)
+    if "transformers" in methods and transformers_peak_estimate_mb(video) > 0.8 * available_memory_mb():
+        methods.remove("transformers")
+        print(
+            f"skipping transformers: it needs about {transformers_peak_estimate_mb(video):.0f} MiB, "
+            f"{available_memory_mb():.0f} MiB are available"
+        )
+    runs = {method: [] for method in methods}
+    for repeat in range(args.repeat):  # round robin, so a change in machine load hits every method alike
+        for method in methods:
+            print(f"run {repeat + 1}/{args.repeat}: {method} (load average {os.getloadavg()[0]:.1f})", flush=True)
+            runs[method].append(run_worker(method, video))
+            print(f"  {runs[method][-1]}", flush=True)
+    results = {method: summarize(method_runs) for method, method_runs in runs.items()}
     print_table(results, args.minutes)
 
 

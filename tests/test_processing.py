@@ -188,6 +188,19 @@ def test_model_runs_on_a_padded_batch_with_videos_of_different_lengths(processor
     assert generated.shape == (3, inputs["input_ids"].shape[1] + 2)
 
 
+def test_streamed_chunks_give_the_model_the_same_memory_as_all_pixels(processor, model):
+    """An hour of `pixel_values_videos` is 6.4 GB of float32. Streamed through the vision tower chunk by chunk, only
+    the pooled features (what the memory repository is built from) accumulate, and the model accepts those."""
+    inputs = processor(text="<video>\nWhat happens?", videos=[BIKES], return_tensors="pt")
+    chunks = processor.video_processor.iter_video_chunks(BIKES, chunk_size=40)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        pooled = torch.cat([model.get_video_features(chunk.pixel_values).last_hidden_state for chunk in chunks])
+        without_pixels = {key: value for key, value in inputs.items() if key != "pixel_values_videos"}
+        logits = model(**without_pixels, pooled_video_features=pooled).logits
+    torch.testing.assert_close(logits, expected)
+
+
 def test_model_rejects_a_processor_with_other_token_counts(tokenizer, model):
     wrong = HourLlavaProcessor.from_model_config(model.config, tokenizer, spatial_keep_tokens=9)
     inputs = wrong(text="<video>\nWhat?", videos=[CARPHONE], return_tensors="pt")

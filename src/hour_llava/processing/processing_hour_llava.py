@@ -261,7 +261,7 @@ class HourLlavaProcessor(ProcessorMixin):
     def _turn_header_end(self, ids: list[int], start: int) -> int:
         """Index just past the role header that starts at `start`: up to the first token holding a newline."""
         for position in range(start, len(ids)):
-            if ids[position] in (self._turn_start_id, self._turn_end_id) or ids[position] == self._newline_id:
+            if ids[position] in (self._turn_start_id, self._turn_end_id, self._newline_id):
                 return position
             if "\n" in self.tokenizer.decode([ids[position]]):
                 return position + 1

@@ -178,24 +178,25 @@ class FrameScaler:
     def __init__(self, size: tuple[int, int] | None, resample=3):
         self.size = size
         self.interpolation = swscale_filter(resample)
-        self._to_rgb = VideoReformatter()
+        self._to_planar_rgb = VideoReformatter()
         self._scaler = VideoReformatter()
+        self._to_packed_rgb = VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame, quarter_turns: int = 0) -> np.ndarray:
         """`(height, width, 3)` uint8 RGB. `quarter_turns` counter-clockwise rotations make the frame upright.
 
         The frame goes to RGB at its own size first and is scaled in RGB, as `PIL.Image.resize` scales the RGB
-        frames the checkpoints were trained on; scaling the YUV planes directly drifts further from it (chroma).
-        Rotation comes last: for a quarter turn the frame is scaled to the transposed size, so no full-resolution
-        frame is ever rotated.
+        frames the checkpoints were trained on (scaling the YUV planes directly is 5x further from it, through
+        chroma). Planar RGB scales twice as fast as packed RGB and gives the same pixels. Rotation comes last: for a
+        quarter turn the frame is scaled to the transposed size, so no full-resolution frame is ever rotated.
         """
         if self.size is None:
             height, width = frame.height, frame.width
         else:
             height, width = self.size if quarter_turns % 2 == 0 else self.size[::-1]
-        rgb = self._to_rgb.reformat(frame, format="rgb24")
-        scaled = self._scaler.reformat(rgb, width=width, height=height, interpolation=self.interpolation)
-        array = scaled.to_ndarray()
+        planar = self._to_planar_rgb.reformat(frame, format="gbrp")
+        scaled = self._scaler.reformat(planar, width=width, height=height, interpolation=self.interpolation)
+        array = self._to_packed_rgb.reformat(scaled, format="rgb24").to_ndarray()
         return np.ascontiguousarray(np.rot90(array, k=quarter_turns)) if quarter_turns else array
 
 
@@ -251,11 +252,14 @@ class VideoSource:
         """Yield `(frame index, seconds, (height, width, 3) uint8)` for `indices` (ascending), decoding lazily."""
         raise NotImplementedError
 
-    def metadata(self, indices: Sequence[int], timestamps: Sequence[float] | None = None) -> HourLlavaVideoMetadata:
-        """Metadata of the frames `indices` (their planned times unless `timestamps` gives the decoded ones)."""
-        indices = [int(i) for i in indices]
-        if timestamps is None:
-            timestamps = self.frame_times[indices] if indices else []
+    def metadata(
+        self, indices: Sequence[int] | None = None, timestamps: Sequence[float] | None = None
+    ) -> HourLlavaVideoMetadata:
+        """Metadata of the frames `indices` (their planned times unless `timestamps` gives the decoded ones), or of
+        the whole video before sampling when `indices` is None."""
+        if indices is not None:
+            indices = [int(i) for i in indices]
+            timestamps = [float(t) for t in (self.frame_times[indices] if timestamps is None else timestamps)]
         width, height = (self.height, self.width) if self.rotation % 180 else (self.width, self.height)
         return HourLlavaVideoMetadata(
             total_num_frames=len(self),
@@ -265,7 +269,7 @@ class VideoSource:
             duration=self.duration,
             video_backend="pyav",
             frames_indices=indices,
-            frame_timestamps=[float(t) for t in timestamps],
+            frame_timestamps=timestamps,
             source=self.source,
             rotation=self.rotation,
         )
@@ -316,9 +320,9 @@ class VideoSource:
         for item in self.iter_indexed_frames(indices, size, resample):
             batch.append(item)
             if len(batch) == chunk_size:
-                yield _make_chunk(batch, start, pixel_options)
-                start += len(batch)
-                batch = []
+                chunk, batch = _make_chunk(batch, start, pixel_options), []  # drop the uint8 frames before yielding
+                start += chunk_size
+                yield chunk
         if batch:
             yield _make_chunk(batch, start, pixel_options)
 

@@ -120,8 +120,7 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         if isinstance(video_url_or_urls, (list, tuple)):
             return tuple(map(list, zip(*[self.fetch_videos(x, sample_indices_fn) for x in video_url_or_urls])))
         source = open_video(video_url_or_urls)
-        metadata = source.metadata(range(len(source)))
-        indices = sample_indices_fn(metadata=metadata) if sample_indices_fn else np.arange(len(source))
+        indices = sample_indices_fn(metadata=source.metadata()) if sample_indices_fn else np.arange(len(source))
         size = self.size if isinstance(self.size, SizeDict) else SizeDict(**self.size)
         return source.decode(indices, size=self._frame_size(size, self.do_resize), resample=self.resample)
 
@@ -209,7 +208,7 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         if not options["do_sample_frames"]:
             return source, np.arange(len(source))
         indices = self.sample_frames(
-            source.metadata(range(len(source))),
+            source.metadata(),
             num_frames=options["num_frames"],
             fps=options["fps"],
             min_frames=options["min_frames"],
