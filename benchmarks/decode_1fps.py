@@ -187,13 +187,13 @@ def print_table(results: dict, minutes: float) -> None:
             print(f"| {DESCRIPTIONS[method]} | {result.get('error', 'skipped')} | | | | | | | |")
             continue
         runs = ", ".join(f"{seconds:.1f}" for seconds in result["all_seconds"])
-        versus_floor = result["seconds"] / floor["seconds"] if "seconds" in floor else float("nan")
-        speedup = reference["seconds"] / result["seconds"] if "seconds" in reference else float("nan")
-        memory = result["peak_rss_mb"] / reference["peak_rss_mb"] if "peak_rss_mb" in reference else float("nan")
+        versus_floor = f"{result['seconds'] / floor['seconds']:.2f}x" if "seconds" in floor else "n/a"
+        speedup = f"{reference['seconds'] / result['seconds']:.2f}x" if "seconds" in reference else "n/a"
+        memory = f"{result['peak_rss_mb'] / reference['peak_rss_mb']:.2f}" if "seconds" in reference else "n/a"
         print(
             f"| {DESCRIPTIONS[method]} | {result['seconds']:.1f} ({runs}) | {result['cpu_seconds']:.1f} | "
-            f"{result['frames']} | {result['peak_rss_mb']:.0f} | {result['imports_mb']:.0f} | {versus_floor:.2f}x | "
-            f"{speedup:.2f}x | {memory:.2f} |"
+            f"{result['frames']} | {result['peak_rss_mb']:.0f} | {result['imports_mb']:.0f} | {versus_floor} | "
+            f"{speedup} | {memory} |"
         )
 
 
