@@ -1,4 +1,4 @@
-"""HourLlavaProcessor: chat template, placeholder expansion, MemAug query mask, model round trip, save/load, remote code."""
+"""HourLlavaProcessor: chat template, placeholder expansion, MemAug query mask, model round trip, save/load."""
 
 import json
 
@@ -45,7 +45,8 @@ def bpe_tokenizer():
     """A tokenizer with trained merges: its ids differ from Qwen's and `\\n\\n` is one token, unlike `\\n`."""
     # Training splits whitespace like GPT-2 (a run of three newlines gives a two-newline piece); Qwen2's encoder then
     # keeps `\n\n` whole, so it becomes one token.
-    corpus = ["user\nWhat happens?\n\n\nassistant\nA man talks. And then?\n\n\nsystem You are a helpful assistant."] * 50
+    corpus = ["user\nWhat happens?\n\n\nassistant\nA man talks. And then?\n\n\nsystem You are a helpful assistant."]
+    corpus *= 50
     return tiny_tokenizer(corpus=corpus, vocab_size=400)
 
 
@@ -66,7 +67,8 @@ def test_chat_template_renders_qwen_chatml(processor):
         "<|im_start|>assistant\n"
     )
     custom = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    assert processor.apply_chat_template(custom) == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    expected = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    assert processor.apply_chat_template(custom) == expected
 
 
 def test_video_placeholder_expands_to_the_model_token_count_and_time_instruction(processor, tokenizer):
@@ -150,6 +152,19 @@ def test_from_model_config_copies_the_fields_and_frame_size(processor, model):
     assert processor.video_token_id == model.config.video_token_id
 
 
+def test_another_video_token_is_used_by_the_template_and_the_expansion():
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_tokens(["<|video_pad|>"], special_tokens=True)
+    video_processor = HourLlavaVideoProcessor(size=32)
+    processor = HourLlavaProcessor(
+        tokenizer, video_processor, video_token="<|video_pad|>", min_video_frames=16, spatial_keep_tokens=4
+    )
+    inputs = processor.apply_chat_template(conversation()[:1], tokenize=True, return_dict=True)
+    video_pad = tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    assert inputs["input_ids"][0].count(video_pad) == processor.num_video_tokens(120) == 150
+    assert tokenizer.convert_tokens_to_ids("<video>") not in inputs["input_ids"][0]
+
+
 def test_from_model_config_rejects_an_unknown_video_token(tokenizer):
     with pytest.raises(ValueError, match="video_token_id=99999"):
         HourLlavaProcessor.from_model_config(tiny_config(len(tokenizer), 99999), tokenizer)
@@ -162,7 +177,8 @@ def test_model_runs_on_processor_output(processor, model):
     inputs = processor.apply_chat_template(
         conversation(), tokenize=True, return_dict=True, add_generation_prompt=True, return_tensors="pt"
     )
-    assert set(inputs) == {"input_ids", "attention_mask", "memaug_query_mask", "pixel_values_videos", "video_num_frames"}
+    model_inputs = {"input_ids", "attention_mask", "memaug_query_mask", "pixel_values_videos", "video_num_frames"}
+    assert set(inputs) == model_inputs  # no metadata: generate() rejects unknown inputs
     with torch.no_grad():
         logits = model(**inputs).logits
         generated = model.generate(**inputs, max_new_tokens=2, do_sample=False)
@@ -236,7 +252,9 @@ def test_memaug_query_mask_keeps_system_and_user_text_only(request, tokenizer_na
 
 
 def test_memaug_query_mask_is_the_same_for_hand_templated_text(processor):
-    from_chat = processor.apply_chat_template(conversation(), tokenize=True, return_dict=True, add_generation_prompt=True)
+    from_chat = processor.apply_chat_template(
+        conversation(), tokenize=True, return_dict=True, add_generation_prompt=True
+    )
     text = processor.apply_chat_template(conversation(), add_generation_prompt=True)
     by_hand = processor(text=text, videos=[CARPHONE])
     assert by_hand["input_ids"] == from_chat["input_ids"]
@@ -314,7 +332,9 @@ def test_save_and_load_round_trip(tokenizer, model, tmp_path):
     assert saved["video_processor"]["auto_map"]["AutoVideoProcessor"] == (
         "video_processing_hour_llava.HourLlavaVideoProcessor"
     )
-    expected_fields = {"min_video_frames": 16, "temporal_downsample": 4, "max_kept_frames": 512, "spatial_keep_tokens": 4}
+    expected_fields = {
+        "min_video_frames": 16, "temporal_downsample": 4, "max_kept_frames": 512, "spatial_keep_tokens": 4
+    }
     assert {name: saved[name] for name in expected_fields} == expected_fields
     assert saved["add_frame_timestamps"] is True and saved["add_time_instruction"] is True
     for name in ("processing_hour_llava.py", "video_processing_hour_llava.py", "video_decoding.py"):

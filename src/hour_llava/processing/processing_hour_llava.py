@@ -78,7 +78,8 @@ class HourLlavaProcessor(ProcessorMixin):
         chat_template (`str`, *optional*):
             Jinja template; defaults to Qwen ChatML with video blocks rendered as `<video>\n`.
         video_token (`str`, *optional*, defaults to `"<video>"`):
-            Video placeholder token.
+            Video placeholder token (a single token of the tokenizer); the default template writes it for video
+            blocks.
         add_time_instruction (`bool`, *optional*, defaults to `True`):
             Follow each video with "The video lasts for {duration:.2f} seconds, and {T} frames are uniformly sampled
             from it. Please answer the following questions related to this video." (stages 2-3 of training).
@@ -108,7 +109,8 @@ class HourLlavaProcessor(ProcessorMixin):
     ):
         if tokenizer is None:
             raise ValueError("HourLlavaProcessor needs a tokenizer.")
-        self.video_token = getattr(tokenizer, "video_token", None) or video_token
+        # The template writes this token for video blocks, so it is taken from here, never from the tokenizer.
+        self.video_token = video_token
         self.video_token_id = _single_token_id(tokenizer, self.video_token, "video_token")
         self.add_time_instruction = add_time_instruction
         self.add_frame_timestamps = add_frame_timestamps
@@ -119,7 +121,8 @@ class HourLlavaProcessor(ProcessorMixin):
         self._turn_start_id = _known_token_id(tokenizer, "<|im_start|>")
         self._turn_end_id = _known_token_id(tokenizer, "<|im_end|>")
         self._newline_id = _single_token_id(tokenizer, "\n", "newline")
-        super().__init__(tokenizer, video_processor, chat_template=chat_template or CHAT_TEMPLATE, **kwargs)
+        chat_template = chat_template or CHAT_TEMPLATE.replace("<video>", video_token)
+        super().__init__(tokenizer, video_processor, chat_template=chat_template, **kwargs)
 
     @classmethod
     def from_model_config(cls, config, tokenizer, video_processor=None, **kwargs) -> "HourLlavaProcessor":
@@ -197,7 +200,7 @@ class HourLlavaProcessor(ProcessorMixin):
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
         if images is not None or audio is not None:
-            raise ValueError("HourLlavaProcessor takes `text` and `videos` only; `images` and `audio` are not supported.")
+            raise ValueError("HourLlavaProcessor takes `text` and `videos`; `images` and `audio` are not supported.")
         super().validate_inputs(text=text, videos=videos, **kwargs)
         for index, sample in enumerate(text or []):
             if sample.count(self.video_token) > 1:

@@ -561,7 +561,7 @@ def open_video(video, video_fps: float | None = None, fps: float | None = DEFAUL
 # One-call helpers
 # ----------------------------------------------------------------------------------------------------------------------
 def open_and_sample(video, video_fps: float | None = None, **sampling) -> tuple[VideoSource, np.ndarray]:
-    """`open_video` plus the indices `sample_frame_indices(**sampling)` picks (fps, min_frames, max_frames, num_frames)."""
+    """`open_video` and the indices `sample_frame_indices(**sampling)` picks (fps, min/max_frames, num_frames)."""
     source = open_video(video, video_fps=video_fps, fps=sampling.get("fps", DEFAULT_SAMPLING_FPS))
     return source, source.sample(**sampling)
 
