@@ -290,6 +290,27 @@ def test_assistant_tokens_mask_covers_assistant_content_and_end_token(processor,
     assert not any(q and a for q, a in zip(inputs["memaug_query_mask"][0].tolist(), mask))
 
 
+def test_training_batch_with_assistant_only_labels(processor, tokenizer):
+    """The collation a TRL `SFTTrainer` uses: right padding, assistant-only labels, a loss that reaches MemAug."""
+    conversations = [conversation(BIKES)[:2], conversation(CARPHONE) + [{"role": "assistant", "content": "Bye."}]]
+    batch = processor.apply_chat_template(
+        conversations,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        return_assistant_tokens_mask=True,
+        processor_kwargs={"padding": True, "padding_side": "right", "add_special_tokens": False, "num_frames": 8},
+    )
+    labels = batch["input_ids"].masked_fill(batch.pop("assistant_masks") == 0, -100)
+    assert tokenizer.decode(labels[1][labels[1] != -100]) == "A man talks.<|im_end|>Bye.<|im_end|>"
+    assert not (batch["memaug_query_mask"].bool() & (labels != -100)).any()
+    model = tiny_model(tokenizer).train()
+    loss = model(**batch, labels=labels).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.model.memory_augmentation.layers[0].self_attn.qkv_proj.weight.grad.abs().sum() > 0
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------------------------
