@@ -16,6 +16,7 @@ from .modeling import (
     HourLlavaModel,
     HourLlavaPreTrainedModel,
 )
+from .pipelines import VideoTextToTextPipeline, register_pipeline
 from .processing import HourLlavaProcessor, HourLlavaVideoProcessor
 
 
@@ -37,6 +38,7 @@ def _register_auto_classes() -> None:
     HourLlavaForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
     HourLlavaProcessor.register_for_auto_class()
     HourLlavaVideoProcessor.register_for_auto_class()
+    register_pipeline()  # pipeline("video-text-to-text")
 
 
 _register_auto_classes()
@@ -49,4 +51,5 @@ __all__ = [
     "HourLlavaPreTrainedModel",
     "HourLlavaProcessor",
     "HourLlavaVideoProcessor",
+    "VideoTextToTextPipeline",
 ]

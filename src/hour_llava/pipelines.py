@@ -1,0 +1,469 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""`pipeline("video-text-to-text")`: questions about videos, answered by Hour-LLaVA.
+
+```python
+>>> import hour_llava  # registers the task
+>>> from transformers import pipeline
+>>> pipe = pipeline("video-text-to-text", model="path/to/hour-llava")
+>>> pipe("match.mp4", "Who scored first?", max_new_tokens=32)
+[{'input_text': 'Who scored first?', 'generated_text': '...'}]
+```
+
+A video is decoded and sent through the vision tower once: its pooled features are kept in a bounded LRU cache
+(`video_cache.VideoFeatureCache`) keyed by the file's identity and the sampling settings, so further questions about
+it cost only the projector, MemAug and the language model.
+
+This module is copied next to checkpoints saved with `VideoTextToTextPipeline.save_pretrained` so the pipeline loads
+with `trust_remote_code=True` where hour_llava is not installed: it imports only pip packages and its sibling
+`video_cache`.
+"""
+
+import enum
+import os
+from collections.abc import Sequence, Sized
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForImageTextToText, GenerationConfig, Pipeline
+from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils.chat_template_utils import Chat
+
+from .video_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_VIDEOS, CachedVideo, VideoFeatureCache, video_cache_key
+
+
+TASK = "video-text-to-text"
+# Keyword arguments of a call that configure the video processor (and so the cache key) or the time instruction.
+VIDEO_OPTIONS = (
+    "fps",
+    "num_frames",
+    "min_frames",
+    "max_frames",
+    "do_sample_frames",
+    "size",
+    "video_metadata",
+    "add_time_instruction",
+    "add_frame_timestamps",
+)
+# Keyword arguments of `generate` beyond `GenerationConfig` fields.
+GENERATE_ARGUMENTS = ("generation_config", "streamer", "stopping_criteria", "logits_processor", "assistant_model")
+
+
+class ReturnType(enum.Enum):
+    TENSORS = 0
+    NEW_TEXT = 1
+    FULL_TEXT = 2
+
+
+@dataclass
+class VideoQuestion:
+    """One pipeline input outside chat mode: a video (or None) and a question, or a prompt holding `<video>`."""
+
+    video: Any
+    text: str
+
+
+@dataclass
+class VideoJob:
+    """A video of one sample on its way to the model: pixels to encode (and cache), or cached pooled features."""
+
+    cache_key: Any
+    metadata: Any
+    pixel_values: torch.Tensor | None = None
+    pooled_features: torch.Tensor | None = None
+
+    @property
+    def num_frames(self) -> int:
+        frames = self.pooled_features if self.pooled_features is not None else self.pixel_values
+        return frames.shape[0]
+
+
+class VideoTextToTextPipeline(Pipeline):
+    """
+    Answer questions about videos with an Hour-LLaVA model.
+
+    Inputs, as in transformers' image-text-to-text pipeline:
+
+    - `pipe(video, "question")`: a video (path, URL, `(T, H, W, 3)` array or tensor, or a list of frames) and a
+      question; `generated_text` is the answer. A text that contains `<video>` is used as the prompt as is.
+    - `pipe(messages)` or `pipe(text=messages)`: a chat whose user turn holds `{"type": "video", "path"|"url"|"video":
+      ...}`; `generated_text` is the chat with the new assistant message (`return_full_text=False`: the answer).
+    - Lists of those (`pipe([video1, video2], ["q1", "q2"])`, `pipe([chat1, chat2])`), batched with `batch_size`.
+
+    Video options (`fps`, `num_frames`, `max_frames`, `min_frames`, `size`, `add_time_instruction`,
+    `add_frame_timestamps`, ...) go to the processor; generation options (`max_new_tokens`, `do_sample`, `streamer`,
+    ...) to `generate`. Construction options: `max_cached_videos` (default 8, 0 turns the cache off) and
+    `max_cache_bytes` (default 4 GiB) bound the feature cache.
+    """
+
+    _load_processor = True
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+    _pipeline_calls_generate = True
+    _default_generation_config = GenerationConfig(max_new_tokens=256)
+
+    def __init__(
+        self,
+        *args,
+        max_cached_videos: int = DEFAULT_MAX_VIDEOS,
+        max_cache_bytes: int | None = DEFAULT_MAX_BYTES,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        model_type = getattr(self.model.config, "model_type", None)
+        if model_type != "hour_llava":
+            raise ValueError(
+                f"The video-text-to-text pipeline runs Hour-LLaVA checkpoints, but {self.model.name_or_path!r} is a "
+                f"{model_type!r} checkpoint; convert it first (`hour-llava convert`)."
+            )
+        if self.processor is None or not hasattr(self.processor, "memaug_query_mask"):
+            raise ValueError(
+                f"No Hour-LLaVA processor was found for {self.model.name_or_path!r}; save one next to the model "
+                "(`HourLlavaProcessor.from_model_config(config, tokenizer).save_pretrained(directory)`)."
+            )
+        self.video_cache = VideoFeatureCache(max_cached_videos, max_cache_bytes)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Arguments
+    # ------------------------------------------------------------------------------------------------------------------
+    def _sanitize_parameters(
+        self,
+        max_new_tokens=None,
+        generate_kwargs=None,
+        return_full_text=None,
+        return_tensors=None,
+        continue_final_message=None,
+        skip_special_tokens=None,
+        processor_kwargs=None,
+        **kwargs,
+    ):
+        generation_fields = {key for key in vars(GenerationConfig()) if not key.startswith("_")}
+        generate_kwargs = dict(generate_kwargs or {})
+        video_options = dict(processor_kwargs or {})
+        for key, value in kwargs.items():
+            if key in VIDEO_OPTIONS:
+                video_options[key] = value
+            elif key in generation_fields or key in GENERATE_ARGUMENTS:
+                generate_kwargs[key] = value
+            else:
+                raise TypeError(
+                    f"VideoTextToTextPipeline got an unexpected argument {key!r}; video options are {VIDEO_OPTIONS}, "
+                    "generation options are GenerationConfig fields (or pass generate_kwargs=...)."
+                )
+        if max_new_tokens is not None:
+            generate_kwargs["max_new_tokens"] = max_new_tokens
+
+        preprocess_params = {"video_options": video_options} if video_options else {}
+        if continue_final_message is not None:
+            preprocess_params["continue_final_message"] = continue_final_message
+        forward_params = {"generate_kwargs": generate_kwargs} if generate_kwargs else {}
+        postprocess_params = {}
+        if return_tensors:
+            postprocess_params["return_type"] = ReturnType.TENSORS
+        elif return_full_text is not None:
+            postprocess_params["return_type"] = ReturnType.FULL_TEXT if return_full_text else ReturnType.NEW_TEXT
+        if continue_final_message is not None:
+            postprocess_params["continue_final_message"] = continue_final_message
+        if skip_special_tokens is not None:
+            postprocess_params["skip_special_tokens"] = skip_special_tokens
+        return preprocess_params, forward_params, postprocess_params
+
+    def __call__(self, videos=None, text=None, **kwargs):
+        """Answer `text` about `videos`; see the class docstring for the accepted forms. Returns, per input, a list
+        of `{"input_text", "generated_text"}` dicts (one per returned sequence)."""
+        if is_chat(videos) or is_chat(text):
+            if videos is not None and text is not None:
+                raise ValueError("Pass a chat alone: its videos go in the messages' content, not in `videos`.")
+            chats = videos if text is None else text
+            inputs = Chat(chats) if isinstance(chats[0], dict) else [Chat(chat) for chat in chats]
+            return super().__call__(inputs, **kwargs)
+        if text is None and isinstance(videos, dict):
+            return super().__call__(VideoQuestion(videos.get("video"), videos["text"]), **kwargs)
+        if text is None and isinstance(videos, (list, tuple)) and videos and isinstance(videos[0], dict):
+            return super().__call__([VideoQuestion(item.get("video"), item["text"]) for item in videos], **kwargs)
+        if text is None:
+            raise ValueError("Pass a question (`text`) with the video, or a chat.")
+        if isinstance(text, str):
+            return super().__call__(VideoQuestion(videos, text), **kwargs)
+        if videos is None or is_single_video(videos):  # several questions about one video
+            videos = [videos] * len(text)
+        if len(videos) != len(text):
+            raise ValueError(f"Got {len(text)} questions for {len(videos)} videos; pass one video per question.")
+        return super().__call__([VideoQuestion(video, question) for video, question in zip(videos, text)], **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Preprocessing: prompt text, tokens and the video's pixels or cached features
+    # ------------------------------------------------------------------------------------------------------------------
+    def preprocess(self, inputs, video_options=None, continue_final_message=None):
+        video_options = dict(video_options or {})
+        if isinstance(inputs, Chat):
+            if continue_final_message is None:
+                continue_final_message = inputs.messages[-1]["role"] == "assistant"
+            video = video_of_chat(inputs.messages)
+            prompt = self.processor.apply_chat_template(
+                inputs.messages,
+                tokenize=False,
+                add_generation_prompt=not continue_final_message,
+                continue_final_message=continue_final_message,
+            )
+        else:
+            video = inputs.video
+            prompt = inputs.text if self.processor.video_token in inputs.text else self.question_prompt(inputs)
+        model_inputs = self.encode(prompt, video, video_options)
+        model_inputs["input_text"] = inputs
+        return model_inputs
+
+    def question_prompt(self, question: VideoQuestion) -> str:
+        """The chat-templated prompt of a plain question: one user turn with the video first, then the question."""
+        video_block = [{"type": "video"}] if question.video is not None else []
+        content = video_block + [{"type": "text", "text": question.text}]
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
+
+    def encode(self, prompt: str, video: Any, video_options: dict) -> dict:
+        """Token ids (with the video's placeholder expanded) and the video job of one sample."""
+        if isinstance(video, os.PathLike):
+            video = os.fspath(video)  # transformers' video batching does not recognise `pathlib.Path`
+        if video is None:
+            encoding = self.processor(text=[prompt], return_tensors="pt")
+            return self.check_context_length({**encoding, "video_jobs": []}, video_name=None)
+        cache_key = video_cache_key(video, video_options)
+        cached = self.video_cache.get(cache_key)
+        if cached is not None:
+            encoding = self.encode_with_cached_video(prompt, cached, video_options)
+            job = VideoJob(cache_key, cached.metadata, pooled_features=cached.pooled_features)
+        else:
+            try:
+                encoding = self.processor(
+                    text=[prompt], videos=[video], return_tensors="pt", return_metadata=True, **video_options
+                )
+            except (OSError, ValueError, RuntimeError) as error:
+                raise ValueError(f"The processor could not read the video {describe_video(video)}: {error}") from error
+            encoding = dict(encoding)
+            encoding.pop("video_num_frames")
+            [metadata] = encoding.pop("video_metadata")
+            job = VideoJob(cache_key, metadata, pixel_values=encoding.pop("pixel_values_videos"))
+        return self.check_context_length({**encoding, "video_jobs": [job]}, video_name=describe_video(video))
+
+    def encode_with_cached_video(self, prompt: str, cached: CachedVideo, video_options: dict) -> dict:
+        """What the processor returns for `prompt` and the cached video, without decoding it again."""
+        replacement = self.processor.replace_video_token(
+            {"video_num_frames": [cached.num_frames], "video_metadata": [cached.metadata]},
+            0,
+            add_time_instruction=video_options.get("add_time_instruction"),
+            add_frame_timestamps=video_options.get("add_frame_timestamps"),
+        )
+        text = prompt.replace(self.processor.video_token, replacement, 1)
+        encoding = dict(self.processor.tokenizer([text], return_tensors="pt"))
+        encoding["memaug_query_mask"] = torch.tensor(
+            self.processor.memaug_query_mask(encoding["input_ids"], encoding["attention_mask"]), dtype=torch.long
+        )
+        return encoding
+
+    def check_context_length(self, model_inputs: dict, video_name: str | None) -> dict:
+        """Refuse a prompt longer than the language model's context, naming both numbers."""
+        num_tokens = model_inputs["input_ids"].shape[1]
+        context = self.model.config.text_config.max_position_embeddings
+        if num_tokens > context:
+            num_video_tokens = int((model_inputs["input_ids"] == self.model.config.video_token_id).sum())
+            video_part = f", {num_video_tokens} of them video tokens for {video_name}," if video_name else ""
+            raise ValueError(
+                f"The prompt has {num_tokens} tokens{video_part} but the model's context "
+                f"(text_config.max_position_embeddings) is {context} tokens; shorten the question or the chat."
+            )
+        return model_inputs
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Batching
+    # ------------------------------------------------------------------------------------------------------------------
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        """As `Pipeline.get_iterator`, with our collation: left-padded tokens and a list of video jobs."""
+        from torch.utils.data import DataLoader
+        from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+        if isinstance(inputs, Sized):
+            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        else:  # a generator or an iterable dataset
+            dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
+        dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=self.collate)
+        model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+    def collate(self, items: list[dict]) -> dict:
+        """Left-pad token tensors (generation continues every row at its end) and gather the video jobs in order."""
+        length = max(item["input_ids"].shape[1] for item in items)
+        pad_values = {"input_ids": self.processor.tokenizer.pad_token_id, "attention_mask": 0, "memaug_query_mask": 0}
+        batch = {
+            key: torch.cat([pad_left(item[key], length, value) for item in items])
+            for key, value in pad_values.items()
+        }
+        batch["video_jobs"] = [job for item in items for job in item["video_jobs"]]
+        batch["input_text"] = [item["input_text"] for item in items]
+        return batch
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Model
+    # ------------------------------------------------------------------------------------------------------------------
+    def _forward(self, model_inputs, generate_kwargs=None):
+        if "input_text" in model_inputs and not isinstance(model_inputs["input_text"], list):  # batch_size=1 path
+            model_inputs = self.collate([model_inputs])
+        input_text = model_inputs.pop("input_text")
+        jobs = model_inputs.pop("video_jobs")
+        if jobs:
+            model_inputs["pooled_video_features"] = torch.cat(self.pooled_features(jobs))
+            model_inputs["video_num_frames"] = torch.tensor([job.num_frames for job in jobs], device=self.device)
+        generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
+        input_ids = model_inputs["input_ids"]
+        sequences = self.model.generate(**model_inputs, **generate_kwargs)
+        new_tokens = sequences[:, input_ids.shape[1] :]
+        new_tokens = new_tokens.reshape(input_ids.shape[0], -1, new_tokens.shape[-1])  # (batch, returned, tokens)
+        return {"generated_sequence": new_tokens, "input_ids": input_ids, "input_text": input_text}
+
+    def pooled_features(self, jobs: list[VideoJob]) -> list[torch.Tensor]:
+        """Each job's pooled vision features: cached ones as they are, others from the vision tower (then cached).
+
+        A video asked about twice in one batch goes through the vision tower once.
+        """
+        computed = {}
+        for job in jobs:
+            if job.pooled_features is None and job.cache_key is not None and job.cache_key in computed:
+                job.pooled_features = computed[job.cache_key]
+            if job.pooled_features is None:
+                pixel_values = job.pixel_values.to(self.device)
+                job.pooled_features = self.model.get_video_features(pixel_values).last_hidden_state
+                self.video_cache.put(job.cache_key, CachedVideo(job.pooled_features, job.metadata))
+            job.pixel_values = None
+            computed[job.cache_key] = job.pooled_features
+        return [job.pooled_features.to(self.device) for job in jobs]
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Outputs
+    # ------------------------------------------------------------------------------------------------------------------
+    def postprocess(self, model_outputs, return_type=None, continue_final_message=None, skip_special_tokens=True):
+        input_text = model_outputs["input_text"]
+        input_text = input_text[0] if isinstance(input_text, list) else input_text
+        sequences = model_outputs["generated_sequence"][0]  # (returned, tokens)
+        if return_type == ReturnType.TENSORS:
+            return [{"input_text": plain(input_text), "generated_token_ids": ids} for ids in sequences]
+        answers = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=skip_special_tokens)
+        if return_type is None:  # chats and raw prompts continue, questions are answered
+            is_question = isinstance(input_text, VideoQuestion) and self.processor.video_token not in input_text.text
+            return_type = ReturnType.NEW_TEXT if is_question else ReturnType.FULL_TEXT
+        if return_type == ReturnType.FULL_TEXT:
+            answers = [self.full_text(input_text, answer, continue_final_message) for answer in answers]
+        return [{"input_text": plain(input_text), "generated_text": answer} for answer in answers]
+
+    @staticmethod
+    def full_text(input_text, answer: str, continue_final_message: bool | None):
+        """The prompt continued by `answer`: a chat gains an assistant message (or its prefill is extended)."""
+        if not isinstance(input_text, Chat):
+            return input_text.text + answer
+        messages = list(input_text.messages)
+        if continue_final_message is None:
+            continue_final_message = messages[-1]["role"] == "assistant"
+        if not continue_final_message:
+            return messages + [{"role": "assistant", "content": answer}]
+        last = dict(messages[-1])
+        if isinstance(last["content"], str):
+            last["content"] += answer
+        else:
+            final_block = last["content"][-1]
+            last["content"] = [*last["content"][:-1], {**final_block, "text": final_block["text"] + answer}]
+        return messages[:-1] + [last]
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Save model, processor and this pipeline's code, so all three load with `trust_remote_code=True`.
+
+        `Pipeline.save_pretrained` saves the tokenizer but not the processor, and leaves `custom_pipelines` in the
+        in-memory model config; both are handled here.
+        """
+        previous = getattr(self.model.config, "custom_pipelines", None)
+        for tokenizer in {id(t): t for t in (self.tokenizer, self.processor.tokenizer) if t is not None}.values():
+            for key in ("dtype", "torch_dtype"):  # `pipeline(dtype=...)` leaks a torch.dtype that JSON cannot hold
+                tokenizer.init_kwargs.pop(key, None)
+        try:
+            super().save_pretrained(save_directory, **kwargs)
+        finally:
+            if previous is None:
+                self.model.config.__dict__.pop("custom_pipelines", None)
+            else:
+                self.model.config.custom_pipelines = previous
+        self.processor.save_pretrained(save_directory)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------------------------
+def is_chat(value) -> bool:
+    """A chat (list of role/content dicts) or a list of chats."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    first = value[0]
+    if isinstance(first, (list, tuple)) and first:
+        first = first[0]
+    return isinstance(first, dict) and "role" in first and "content" in first
+
+
+def is_single_video(videos) -> bool:
+    """One video: a path or URL, a `(T, H, W, C)` array or tensor, or a list of frames (PIL images or 3D arrays)."""
+    if isinstance(videos, (str, os.PathLike)):
+        return True
+    if isinstance(videos, (np.ndarray, torch.Tensor)):
+        return videos.ndim == 4
+    if not isinstance(videos, (list, tuple)) or not videos:
+        return False
+    first = videos[0]
+    is_image = hasattr(first, "mode") and hasattr(first, "size") and hasattr(first, "tobytes")
+    return is_image or (isinstance(first, (np.ndarray, torch.Tensor)) and first.ndim == 3)
+
+
+def video_of_chat(messages: Sequence[dict]) -> Any:
+    """The video of a chat's content blocks (`video`, `path` or `url`), or None; Hour-LLaVA takes at most one."""
+    videos = [
+        next((block[key] for key in ("video", "path", "url") if block.get(key) is not None), None)
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if block.get("type") == "video"
+    ]
+    if len(videos) > 1:
+        raise ValueError(f"The chat holds {len(videos)} videos; Hour-LLaVA answers about one video per chat.")
+    if videos and videos[0] is None:
+        raise ValueError("A video block of the chat has no 'path', 'url' or 'video'.")
+    return videos[0] if videos else None
+
+
+def describe_video(video: Any) -> str:
+    if isinstance(video, str):
+        return video
+    shape = getattr(video, "shape", None)
+    return f"of shape {tuple(shape)}" if shape is not None else f"of {len(video)} frames"
+
+
+def plain(input_text):
+    """The user's input as they gave it: chat messages, or the question/prompt string."""
+    return input_text.messages if isinstance(input_text, Chat) else input_text.text
+
+
+def pad_left(tensor: torch.Tensor, length: int, value: int) -> torch.Tensor:
+    return torch.nn.functional.pad(tensor, (length - tensor.shape[1], 0), value=value)
+
+
+def register_pipeline() -> None:
+    """Make `pipeline("video-text-to-text")` build a `VideoTextToTextPipeline` (done on `import hour_llava`)."""
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=VideoTextToTextPipeline, pt_model=AutoModelForImageTextToText, type="multimodal"
+    )
+
+
+def save_pipeline(directory, model, processor, max_shard_size: str | int = "5GB") -> None:
+    """Save `model` and `processor` with this pipeline's code (`custom_pipelines`), for remote-code loading."""
+    pipe = VideoTextToTextPipeline(model=model, processor=processor, task=TASK, device=model.device)
+    pipe.save_pretrained(directory, max_shard_size=max_shard_size)
+
+
+__all__ = ["VideoFeatureCache", "VideoTextToTextPipeline", "register_pipeline", "save_pipeline"]
