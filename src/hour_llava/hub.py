@@ -36,21 +36,36 @@ def apply_card_metadata(
     return card
 
 
-def usage_snippet(model_id: str) -> str:
-    """Python that answers a question about `video.mp4` with the model `model_id` (tests run it as written)."""
+def usage_snippet(model_id: str, remote_code: bool) -> str:
+    """Python that answers a question about `video.mp4` with `model_id` (tests run it as written).
+
+    With `remote_code` (a checkpoint that carries the pipeline's code, as `push_to_hub` uploads it) it needs no
+    hour-llava package; otherwise `import hour_llava` registers the pipeline.
+    """
+    if remote_code:
+        header = "from transformers import pipeline\n\n"
+        load = f'pipe = pipeline("video-text-to-text", model="{model_id}", trust_remote_code=True)\n'
+    else:
+        header = "import hour_llava  # registers the video-text-to-text pipeline\nfrom transformers import pipeline\n\n"
+        load = f'pipe = pipeline("video-text-to-text", model="{model_id}")\n'
     return (
-        "import hour_llava  # registers Hour-LLaVA's model, processor and pipeline with transformers\n"
-        "from transformers import pipeline\n"
-        "\n"
-        f'pipe = pipeline("video-text-to-text", model="{model_id}")\n'
-        'answer = pipe("video.mp4", "What happens in this video?", max_new_tokens=64)\n'
-        'print(answer[0]["generated_text"])\n'
+        header
+        + load
+        + 'answer = pipe("video.mp4", "What happens in this video?", max_new_tokens=64)\n'
+        + 'print(answer[0]["generated_text"])\n'
     )
 
 
-def card_text(model_id: str) -> str:
-    """The body of our model card: what the model is and how to run it, with and without the package."""
+def card_text(model_id: str, remote_code: bool) -> str:
+    """The body of our model card: what the model is and how to run it."""
     name = model_id.rstrip("/").split("/")[-1]
+    if remote_code:
+        requirements = (
+            "The checkpoint carries the code of its model, processor and pipeline, so this needs only transformers, "
+            "PyAV and torchvision; with the `hour-llava` package installed it runs the same way."
+        )
+    else:
+        requirements = "This needs the `hour-llava` package (`pip install hour-llava`)."
     return f"""
 # {name}
 
@@ -60,22 +75,13 @@ repository*; the language model sees a decayed subset of those tokens, refined b
 
 ## Usage
 
-```bash
-pip install hour-llava
-```
-
 ```python
-{usage_snippet(model_id)}```
+{usage_snippet(model_id, remote_code)}```
 
-Without the `hour-llava` package, the checkpoint's own code can be trusted instead:
+{requirements} Asking several questions about one video decodes it and runs the vision tower once: the pipeline
+caches the video's pooled features.
 
-```python
-from transformers import pipeline
-
-pipe = pipeline("video-text-to-text", model="{model_id}", trust_remote_code=True)
-```
-
-From the command line: `hour-llava ask video.mp4 "What happens in this video?" --model {model_id}`.
+From the command line (with `hour-llava` installed): `hour-llava ask video.mp4 "What happens?" --model {model_id}`.
 """
 
 
@@ -84,33 +90,46 @@ def write_model_card(
     model_id: str | None = None,
     base_model: str | list[str] | None = None,
     datasets: list[str] | None = None,
+    remote_code: bool = False,
 ) -> ModelCard:
-    """Write README.md in `directory`: our description and usage for `model_id` (default: the directory) + metadata."""
+    """Write README.md in `directory`: description and usage for `model_id` (default: the directory), metadata.
+
+    `remote_code` says whether the directory carries the pipeline's code (`save_for_hub`), which decides the
+    usage snippet.
+    """
     readme = Path(directory) / "README.md"
-    ModelCard(f"---\nlibrary_name: {LIBRARY_NAME}\n---\n{card_text(model_id or str(directory))}").save(readme)
+    body = card_text(model_id or str(directory), remote_code)
+    ModelCard(f"---\nlibrary_name: {LIBRARY_NAME}\n---\n{body}").save(readme)
     return apply_card_metadata(readme, base_model=base_model, datasets=datasets)
 
 
-def card_metadata_of(checkpoint: str | os.PathLike | None) -> dict:
-    """`base_model` and `datasets` from the card of a local checkpoint directory (what a conversion recorded)."""
-    readme = Path(checkpoint) / "README.md" if checkpoint else None
-    if readme is None or not readme.is_file():
-        return {}
-    data = ModelCard.load(readme).data
-    return {key: value for key in ("base_model", "datasets") if (value := getattr(data, key, None))}
+def default_card_metadata(model, repo_id: str) -> dict:
+    """`base_model` and `datasets` for a model's card when the caller gives none.
+
+    From a local checkpoint: what its card records (a conversion writes them). From a Hub checkpoint other than
+    `repo_id`: that checkpoint is the base model (e.g. a fine-tune of a converted release).
+    """
+    source = str(getattr(model, "name_or_path", "") or "")
+    readme = Path(source) / "README.md"
+    if source and readme.is_file():
+        data = ModelCard.load(readme).data
+        return {key: value for key in ("base_model", "datasets") if (value := getattr(data, key, None))}
+    if source.count("/") == 1 and not Path(source).exists() and source != repo_id:
+        return {"base_model": source}
+    return {}
 
 
-def save_for_hub(directory: str | os.PathLike, model, processor=None, max_shard_size: str | int = "5GB") -> None:
-    """Save `model` and `processor` side by side, as one checkpoint directory."""
-    model.save_pretrained(directory, max_shard_size=max_shard_size)
-    if processor is not None:
-        processor.save_pretrained(directory)
+def save_for_hub(directory: str | os.PathLike, model, processor, max_shard_size: str | int = "5GB") -> None:
+    """Save `model`, `processor` and the pipeline's code, so all three also load with `trust_remote_code=True`."""
+    from .pipelines import save_pipeline
+
+    save_pipeline(directory, model, processor, max_shard_size=max_shard_size)
 
 
 def push_to_hub(
     repo_id: str,
     model,
-    processor=None,
+    processor,
     *,
     base_model: str | list[str] | None = None,
     datasets: list[str] | None = None,
@@ -128,11 +147,15 @@ def push_to_hub(
     """
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-    recorded = card_metadata_of(getattr(model, "name_or_path", None))
+    recorded = default_card_metadata(model, repo_id)
     with tempfile.TemporaryDirectory() as staging:
         save_for_hub(staging, model, processor, max_shard_size=max_shard_size)
         write_model_card(
-            staging, repo_id, base_model or recorded.get("base_model"), datasets or recorded.get("datasets")
+            staging,
+            repo_id,
+            base_model or recorded.get("base_model"),
+            datasets or recorded.get("datasets"),
+            remote_code=True,
         )
         operations = [
             CommitOperationAdd(path_in_repo=path.relative_to(staging).as_posix(), path_or_fileobj=str(path))

