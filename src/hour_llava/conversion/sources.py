@@ -3,7 +3,10 @@
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -67,16 +70,38 @@ def weight_files(directory: Path) -> list[Path]:
     raise ConversionError(f"{directory} holds no *.safetensors or pytorch_model*.bin weight files.")
 
 
-def load_tensors(directory: Path, description: str = "Reading weights") -> dict[str, torch.Tensor]:
-    """Every tensor of the checkpoint in `directory`, keyed by its name in the checkpoint, one file at a time."""
-    tensors: dict[str, torch.Tensor] = {}
-    for file in tqdm(weight_files(directory), desc=description, unit="file"):
-        if file.suffix == ".safetensors":
-            with safe_open(file, framework="pt") as shard:
-                tensors.update({key: shard.get_tensor(key) for key in shard.keys()})
-        else:
-            tensors.update(torch.load(file, map_location="cpu", weights_only=True, mmap=True))
-    return tensors
+@contextmanager
+def open_tensors(directory: Path, description: str = "Opening weights") -> Iterator[dict[str, Any]]:
+    """Every tensor of the checkpoint in `directory`, keyed by its name in the checkpoint, read lazily.
+
+    Safetensors come as memory-mapped slices that transformers' loader materialises one at a time, `.bin` files as
+    memory-mapped tensors, so a conversion holds about one copy of the model in memory. The files stay open until
+    the block ends.
+    """
+    tensors: dict[str, Any] = {}
+    with ExitStack() as stack:
+        for file in tqdm(weight_files(directory), desc=description, unit="file"):
+            if file.suffix == ".safetensors":
+                shard = stack.enter_context(safe_open(file, framework="pt"))
+                tensors.update({key: shard.get_slice(key) for key in shard.keys()})
+            else:
+                tensors.update(torch.load(file, map_location="cpu", weights_only=True, mmap=True))
+        yield tensors
 
 
-__all__ = ["ConversionError", "load_tensors", "read_json", "resolve_source", "weight_files"]
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def shape_of(tensor: Any) -> tuple[int, ...]:
+    """Shape of a tensor or a safetensors slice."""
+    return tuple(tensor.get_shape()) if hasattr(tensor, "get_shape") else tuple(tensor.shape)
+
+
+def dtype_of(tensor: Any) -> torch.dtype | None:
+    """Dtype of a tensor or a safetensors slice (None for dtypes conversion never picks, e.g. integers)."""
+    if hasattr(tensor, "get_dtype"):
+        return SAFETENSORS_DTYPES.get(tensor.get_dtype())
+    return tensor.dtype
+
+
+__all__ = ["ConversionError", "dtype_of", "open_tensors", "read_json", "resolve_source", "shape_of", "weight_files"]
