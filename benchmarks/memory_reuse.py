@@ -1,0 +1,120 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""Latency of a second question about the same video: the pipeline reuses the video's cached pooled features.
+
+The first question decodes the video at 1 FPS and runs every sampled frame through the vision tower; the second
+question about the same file only runs the projector, MemAug and the language model. This script measures both in
+one run with a small (randomly initialised, offline) model and a synthetic video of several minutes.
+
+```bash
+python benchmarks/memory_reuse.py --minutes 5
+```
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from transformers import pipeline
+
+from hour_llava import HourLlavaProcessor
+from hour_llava.pipelines import TASK
+from hour_llava.tiny import tiny_model, tiny_tokenizer
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0, help="Length of the synthetic video")
+    parser.add_argument("--video-fps", type=float, default=4.0, help="Frame rate the video is written at")
+    parser.add_argument("--video-size", type=int, default=192, help="Side of the written frames, in pixels")
+    parser.add_argument("--questions", type=int, default=3, help="Questions asked after the first one")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    return parser.parse_args()
+
+
+def write_synthetic_video(path: Path, minutes: float, fps: float, size: int) -> Path:
+    """A drifting colour gradient with noise, so that every frame differs and costs real decoding."""
+    num_frames = round(minutes * 60 * fps)
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for index in range(num_frames):
+            shift = index * 3 % size
+            red = np.roll(ramp, shift)[None, :].repeat(size, 0)
+            green = np.roll(ramp, -shift)[:, None].repeat(size, 1)
+            blue = np.full((size, size), index % 256, dtype=np.float32)
+            frame = np.stack([red, green, blue], axis=-1) + rng.normal(0, 8, (size, size, 3))
+            image = av.VideoFrame.from_ndarray(np.clip(frame, 0, 255).astype(np.uint8), format="rgb24")
+            container.mux(stream.encode(image))
+        container.mux(stream.encode())
+    return path
+
+
+def small_model():
+    """A model small enough for a CPU yet shaped like the released ones where cost is concerned: a SigLIP-like
+    384px/14 tower (so400m's 27x27 patches, pooled to 8x8) but 128 wide and 6 deep, a 4-layer 256-wide language
+    model, a 4-block MemAug, 16 of 64 tokens kept per frame, short videos upsampled to 128 frames."""
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(
+        tokenizer,
+        vision_config={"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 6, "num_attention_heads": 2,
+                       "image_size": 384, "patch_size": 14},
+        text_config={"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 4,
+                     "num_key_value_heads": 2},
+        video_pool_size=8,
+        spatial_keep_tokens=16,
+        min_video_frames=128,
+        memaug_depth=4,
+        vision_chunk_size=64,
+    )
+    return model, HourLlavaProcessor.from_model_config(model.config, tokenizer)
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, processor = small_model()
+    pipe = pipeline(TASK, model=model, processor=processor, device="cpu")
+    generation = {"max_new_tokens": args.max_new_tokens, "min_new_tokens": args.max_new_tokens, "do_sample": False}
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "synthetic.mp4"
+        video = str(write_synthetic_video(path, args.minutes, args.video_fps, args.video_size))
+        pipe(video, "Warm-up question?", max_new_tokens=1, max_frames=4)  # first-call overheads, another cache key
+        first = timed(lambda: pipe(video, "What happens first?", **generation))
+        later = [timed(lambda i=i: pipe(video, f"Question number {i}: what happens then?", **generation))
+                 for i in range(args.questions)]
+
+    entry = max(pipe.video_cache.entries(), key=lambda cached: cached.num_frames)  # not the warm-up's
+    second = statistics.median(later)
+    print(f"video: {args.minutes:g} min, {entry.num_frames} frames sampled at 1 FPS, {args.video_size}px at "
+          f"{args.video_fps:g} fps; model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
+          f"torch threads: {torch.get_num_threads()}; 1-minute load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"cached features: {entry.nbytes / 2**20:.1f} MiB; cache hits {pipe.video_cache.hits}, "
+          f"misses {pipe.video_cache.misses}")
+    print("| first question (decode + vision + MemAug + LLM) | later question (median of "
+          f"{args.questions}) | ratio |")
+    print("|---|---|---|")
+    print(f"| {first:.2f} s | {second:.2f} s | {first / second:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
