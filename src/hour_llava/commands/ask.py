@@ -71,9 +71,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         check_model(args.model)
+    except ValueError as error:
+        print(f"hour-llava ask: {error}", file=sys.stderr)
+        return 1
+    try:
         pipe = build_pipeline(args)
     except (OSError, ValueError) as error:
-        print(f"hour-llava ask: {error}", file=sys.stderr)
+        print(f"hour-llava ask: could not load --model {args.model}: {error}", file=sys.stderr)
         return 1
     streamer = TextStreamer(pipe.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     try:
