@@ -14,6 +14,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.hf_api import CommitInfo, RepoUrl
+from transformers import pipeline
 
 from hour_llava import HourLlavaProcessor
 from hour_llava.hub import push_to_hub, write_model_card
@@ -152,3 +153,16 @@ print("remote pipeline ok")
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "remote pipeline ok" in result.stdout
+
+
+def test_pipeline_save_pretrained_keeps_the_processor_and_survives_a_dtype(tmp_path, tokenizer):
+    model = build_tiny_model(tokenizer)
+    model.save_pretrained(tmp_path / "checkpoint")
+    HourLlavaProcessor.from_model_config(model.config, tokenizer).save_pretrained(tmp_path / "checkpoint")
+    pipe = pipeline("video-text-to-text", model=str(tmp_path / "checkpoint"), dtype=torch.float32)
+    pipe.save_pretrained(tmp_path / "saved")  # transformers' own save would fail on the dtype in the tokenizer kwargs
+    saved = {path.name for path in (tmp_path / "saved").iterdir()}
+    assert {"processor_config.json", "chat_template.jinja", "pipelines.py", "video_cache.py"} <= saved
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert "video-text-to-text" in config["custom_pipelines"]
+    assert not hasattr(pipe.model.config, "custom_pipelines")
