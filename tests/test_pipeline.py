@@ -81,15 +81,35 @@ def test_question_about_a_real_clip(pipe, clip):
     assert answer_ids(pipe, clip, "What is happening?") == direct_answer_ids(pipe, clip, "What is happening?")
 
 
-def test_ten_minute_video_reaches_the_memory_at_one_frame_per_second(pipe, ten_minute_video):
-    memory_lengths = []
+def test_ten_minute_video_streams_into_the_memory_at_one_frame_per_second(pipe, ten_minute_video, monkeypatch):
+    memory_lengths, tower_batches, decoded_at_once = [], [], []
     pipe.model.model.memory_augmentation.register_forward_pre_hook(
         lambda module, args: memory_lengths.append(args[1].shape[1])
     )
+    pipe.model.model.vision_tower.encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: tower_batches.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True
+    )
+    video_processor = pipe.processor.video_processor
+    preprocess = video_processor.preprocess
+
+    def spy(*args, **kwargs):
+        output = preprocess(*args, **kwargs)
+        decoded_at_once.append(output["pixel_values_videos"].shape[0])
+        return output
+
+    monkeypatch.setattr(video_processor, "preprocess", spy)
     [output] = pipe(ten_minute_video, "How long is it?", max_new_tokens=MAX_NEW_TOKENS)
-    assert memory_lengths == [600 * pipe.model.config.memory_tokens_per_frame]  # every 1-FPS frame is in the memory
+    config = pipe.model.config
+    assert memory_lengths == [600 * config.memory_tokens_per_frame]  # every 1-FPS frame is in the memory
+    assert sum(tower_batches) == 600 and max(tower_batches) == config.vision_chunk_size  # streamed in chunks
+    assert decoded_at_once == [1]  # a one-frame probe; the 600 frames never existed as one tensor
     [metadata] = [entry.metadata for entry in pipe.video_cache.entries()]
-    assert round(metadata.duration) == 600  # what the time instruction says
+    assert round(metadata.duration) == 600 and len(metadata.timestamps) == 600  # what the time instruction says
+
+    options = {"max_frames": 64, "add_frame_timestamps": True}  # the prompt names every frame's time
+    assert answer_ids(pipe, ten_minute_video, "When?", **options) == direct_answer_ids(
+        pipe, ten_minute_video, "When?", **options
+    )
 
 
 def test_chat_input_returns_the_conversation(pipe, clip):

@@ -18,9 +18,10 @@ with `trust_remote_code=True` where hour_llava is not installed: it imports only
 `video_cache`.
 """
 
+import dataclasses
 import enum
 import os
-from collections.abc import Sequence, Sized
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,24 +29,20 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageTextToText, GenerationConfig, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
 from .video_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_VIDEOS, CachedVideo, VideoFeatureCache, video_cache_key
 
 
+logger = logging.get_logger(__name__)
+
 TASK = "video-text-to-text"
-# Keyword arguments of a call that configure the video processor (and so the cache key) or the time instruction.
-VIDEO_OPTIONS = (
-    "fps",
-    "num_frames",
-    "min_frames",
-    "max_frames",
-    "do_sample_frames",
-    "size",
-    "video_metadata",
-    "add_time_instruction",
-    "add_frame_timestamps",
-)
+# Keyword arguments of a call that decide which frames are decoded and how (they are part of the cache key).
+DECODING_OPTIONS = ("fps", "num_frames", "min_frames", "max_frames", "do_sample_frames", "size", "video_metadata")
+# Keyword arguments of a call that shape the time instruction after the video's placeholder.
+TEXT_OPTIONS = ("add_time_instruction", "add_frame_timestamps")
+VIDEO_OPTIONS = DECODING_OPTIONS + TEXT_OPTIONS
 # Keyword arguments of `generate` beyond `GenerationConfig` fields.
 GENERATE_ARGUMENTS = ("generation_config", "streamer", "stopping_criteria", "logits_processor", "assistant_model")
 
@@ -64,21 +61,6 @@ class VideoQuestion:
     text: str
 
 
-@dataclass
-class VideoJob:
-    """A video of one sample on its way to the model: pixels to encode (and cache), or cached pooled features."""
-
-    cache_key: Any
-    metadata: Any
-    pixel_values: torch.Tensor | None = None
-    pooled_features: torch.Tensor | None = None
-
-    @property
-    def num_frames(self) -> int:
-        frames = self.pooled_features if self.pooled_features is not None else self.pixel_values
-        return frames.shape[0]
-
-
 class VideoTextToTextPipeline(Pipeline):
     """
     Answer questions about videos with an Hour-LLaVA model.
@@ -95,6 +77,10 @@ class VideoTextToTextPipeline(Pipeline):
     `add_frame_timestamps`, ...) go to the processor; generation options (`max_new_tokens`, `do_sample`, `streamer`,
     ...) to `generate`. Construction options: `max_cached_videos` (default 8, 0 turns the cache off) and
     `max_cache_bytes` (default 4 GiB) bound the feature cache.
+
+    A video is decoded chunk by chunk straight into the vision tower while its sample is prepared, so only one chunk
+    of pixels is alive at a time (an hour of 384x384 float pixels would be 6.4 GB); what is kept is its pooled
+    features, in the cache. This is why the pipeline prepares samples in the main process (`num_workers=0`).
     """
 
     _load_processor = True
@@ -174,6 +160,9 @@ class VideoTextToTextPipeline(Pipeline):
     def __call__(self, videos=None, text=None, **kwargs):
         """Answer `text` about `videos`; see the class docstring for the accepted forms. Returns, per input, a list
         of `{"input_text", "generated_text"}` dicts (one per returned sequence)."""
+        if kwargs.get("num_workers") or self._num_workers:
+            logger.warning_once("VideoTextToTextPipeline encodes videos while preparing samples; using num_workers=0.")
+            kwargs["num_workers"] = 0
         if is_chat(videos) or is_chat(text):
             if videos is not None and text is not None:
                 raise ValueError("Pass a chat alone: its videos go in the messages' content, not in `videos`.")
@@ -225,44 +214,63 @@ class VideoTextToTextPipeline(Pipeline):
         )
 
     def encode(self, prompt: str, video: Any, video_options: dict) -> dict:
-        """Token ids (with the video's placeholder expanded) and the video job of one sample."""
-        if isinstance(video, os.PathLike):
-            video = os.fspath(video)  # transformers' video batching does not recognise `pathlib.Path`
+        """Token ids (with the video's placeholder expanded) and the pooled features of one sample's video."""
         if video is None:
             encoding = self.processor(text=[prompt], return_tensors="pt")
-            return self.check_context_length({**encoding, "video_jobs": []}, video_name=None)
-        cache_key = video_cache_key(video, video_options)
-        cached = self.video_cache.get(cache_key)
-        if cached is not None:
-            encoding = self.encode_with_cached_video(prompt, cached, video_options)
-            job = VideoJob(cache_key, cached.metadata, pooled_features=cached.pooled_features)
-        else:
-            try:
-                encoding = self.processor(
-                    text=[prompt], videos=[video], return_tensors="pt", return_metadata=True, **video_options
-                )
-            except (OSError, ValueError, RuntimeError) as error:
-                raise ValueError(f"The processor could not read the video {describe_video(video)}: {error}") from error
-            encoding = dict(encoding)
-            encoding.pop("video_num_frames")
-            [metadata] = encoding.pop("video_metadata")
-            job = VideoJob(cache_key, metadata, pixel_values=encoding.pop("pixel_values_videos"))
-        return self.check_context_length({**encoding, "video_jobs": [job]}, video_name=describe_video(video))
-
-    def encode_with_cached_video(self, prompt: str, cached: CachedVideo, video_options: dict) -> dict:
-        """What the processor returns for `prompt` and the cached video, without decoding it again."""
+            return self.check_context_length({**encoding, "videos": []}, video_name=None)
+        if isinstance(video, os.PathLike):
+            video = os.fspath(video)  # transformers' video batching does not recognise `pathlib.Path`
+        features = self.video_features(video, video_options)
         replacement = self.processor.replace_video_token(
-            {"video_num_frames": [cached.num_frames], "video_metadata": [cached.metadata]},
+            {"video_num_frames": [features.num_frames], "video_metadata": [features.metadata]},
             0,
-            add_time_instruction=video_options.get("add_time_instruction"),
-            add_frame_timestamps=video_options.get("add_frame_timestamps"),
+            **{name: video_options[name] for name in TEXT_OPTIONS if name in video_options},
         )
         text = prompt.replace(self.processor.video_token, replacement, 1)
         encoding = dict(self.processor.tokenizer([text], return_tensors="pt"))
         encoding["memaug_query_mask"] = torch.tensor(
             self.processor.memaug_query_mask(encoding["input_ids"], encoding["attention_mask"]), dtype=torch.long
         )
-        return encoding
+        return self.check_context_length({**encoding, "videos": [features]}, video_name=describe_video(video))
+
+    def video_features(self, video: Any, video_options: dict) -> CachedVideo:
+        """The video's pooled features and metadata: from the cache, or decoded and encoded now (then cached)."""
+        decoding = {name: value for name, value in video_options.items() if name in DECODING_OPTIONS}
+        cache_key = video_cache_key(video, decoding)
+        features = self.video_cache.get(cache_key)
+        if features is None:
+            features = self.encode_video(video, decoding)
+            self.video_cache.put(cache_key, features)
+        return features
+
+    def encode_video(self, video: Any, decoding: dict) -> CachedVideo:
+        """Stream `video` through the vision tower, one chunk of `vision_chunk_size` frames at a time.
+
+        The chunks hold exactly the pixels `processor(videos=...)` returns and the tower sees the same batches, so
+        the result equals `model.get_video_features(pixel_values_videos).last_hidden_state`. The metadata that the
+        time instruction needs (duration, times of the decoded frames) comes from a one-frame probe plus the chunks.
+        """
+        video_processor, name = self.processor.video_processor, describe_video(video)
+        probe_options = {key: value for key, value in decoding.items() if key not in ("fps", "num_frames")}
+        probe_options.update(num_frames=1, do_sample_frames=True, return_metadata=True)
+        try:
+            [probe] = video_processor(video, **probe_options)["video_metadata"]
+        except Exception as error:  # PyAV and the processor raise several types; all mean "cannot read this video"
+            raise unreadable_video(name, error) from error
+
+        timestamps, frame_indices = [], []
+
+        def pixel_chunks():
+            chunk_size = self.model.config.vision_chunk_size
+            for chunk in reading(video_processor.iter_video_chunks(video, chunk_size=chunk_size, **decoding), name):
+                timestamps.extend(chunk.timestamps.tolist())
+                frame_indices.extend(chunk.frame_indices.tolist())
+                yield chunk.pixel_values
+
+        with self.device_placement(), self.get_inference_context()():
+            pooled = self.model.encode_video_stream(pixel_chunks())
+        metadata = dataclasses.replace(probe, frames_indices=frame_indices, frame_timestamps=timestamps)
+        return CachedVideo(pooled, metadata)
 
     def check_context_length(self, model_inputs: dict, video_name: str | None) -> dict:
         """Refuse a prompt longer than the language model's context, naming both numbers."""
@@ -281,7 +289,7 @@ class VideoTextToTextPipeline(Pipeline):
     # Batching
     # ------------------------------------------------------------------------------------------------------------------
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
-        """As `Pipeline.get_iterator`, with our collation: left-padded tokens and a list of video jobs."""
+        """As `Pipeline.get_iterator`, with our collation: left-padded tokens and the samples' videos."""
         from torch.utils.data import DataLoader
         from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
@@ -294,14 +302,14 @@ class VideoTextToTextPipeline(Pipeline):
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
 
     def collate(self, items: list[dict]) -> dict:
-        """Left-pad token tensors (generation continues every row at its end) and gather the video jobs in order."""
+        """Left-pad token tensors (generation continues every row at its end) and gather the videos in order."""
         length = max(item["input_ids"].shape[1] for item in items)
         pad_values = {"input_ids": self.processor.tokenizer.pad_token_id, "attention_mask": 0, "memaug_query_mask": 0}
         batch = {
             key: torch.cat([pad_left(item[key], length, value) for item in items])
             for key, value in pad_values.items()
         }
-        batch["video_jobs"] = [job for item in items for job in item["video_jobs"]]
+        batch["videos"] = [video for item in items for video in item["videos"]]
         batch["input_text"] = [item["input_text"] for item in items]
         return batch
 
@@ -312,33 +320,17 @@ class VideoTextToTextPipeline(Pipeline):
         if "input_text" in model_inputs and not isinstance(model_inputs["input_text"], list):  # batch_size=1 path
             model_inputs = self.collate([model_inputs])
         input_text = model_inputs.pop("input_text")
-        jobs = model_inputs.pop("video_jobs")
-        if jobs:
-            model_inputs["pooled_video_features"] = torch.cat(self.pooled_features(jobs))
-            model_inputs["video_num_frames"] = torch.tensor([job.num_frames for job in jobs], device=self.device)
+        videos = model_inputs.pop("videos")
+        if videos:
+            pooled = [video.pooled_features.to(self.device) for video in videos]
+            model_inputs["pooled_video_features"] = torch.cat(pooled)
+            model_inputs["video_num_frames"] = torch.tensor([video.num_frames for video in videos], device=self.device)
         generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
         input_ids = model_inputs["input_ids"]
         sequences = self.model.generate(**model_inputs, **generate_kwargs)
         new_tokens = sequences[:, input_ids.shape[1] :]
         new_tokens = new_tokens.reshape(input_ids.shape[0], -1, new_tokens.shape[-1])  # (batch, returned, tokens)
         return {"generated_sequence": new_tokens, "input_ids": input_ids, "input_text": input_text}
-
-    def pooled_features(self, jobs: list[VideoJob]) -> list[torch.Tensor]:
-        """Each job's pooled vision features: cached ones as they are, others from the vision tower (then cached).
-
-        A video asked about twice in one batch goes through the vision tower once.
-        """
-        computed = {}
-        for job in jobs:
-            if job.pooled_features is None and job.cache_key is not None and job.cache_key in computed:
-                job.pooled_features = computed[job.cache_key]
-            if job.pooled_features is None:
-                pixel_values = job.pixel_values.to(self.device)
-                job.pooled_features = self.model.get_video_features(pixel_values).last_hidden_state
-                self.video_cache.put(job.cache_key, CachedVideo(job.pooled_features, job.metadata))
-            job.pixel_values = None
-            computed[job.cache_key] = job.pooled_features
-        return [job.pooled_features.to(self.device) for job in jobs]
 
     # ------------------------------------------------------------------------------------------------------------------
     # Outputs
@@ -435,6 +427,18 @@ def video_of_chat(messages: Sequence[dict]) -> Any:
     if videos and videos[0] is None:
         raise ValueError("A video block of the chat has no 'path', 'url' or 'video'.")
     return videos[0] if videos else None
+
+
+def reading(chunks: Iterator, name: str) -> Iterator:
+    """The items of `chunks`, a decoding failure on the way turned into a `ValueError` naming the video."""
+    try:
+        yield from chunks
+    except Exception as error:  # PyAV and the processor raise several types; all mean "cannot read this video"
+        raise unreadable_video(name, error) from error
+
+
+def unreadable_video(name: str, error: Exception) -> ValueError:
+    return ValueError(f"The processor could not read the video {name}: {error}")
 
 
 def describe_video(video: Any) -> str:
