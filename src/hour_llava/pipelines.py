@@ -9,9 +9,9 @@
 [{'input_text': 'Who scored first?', 'generated_text': '...'}]
 ```
 
-A video is decoded and sent through the vision tower once: its pooled features are kept in a bounded LRU cache
-(`video_cache.VideoFeatureCache`) keyed by the file's identity and the sampling settings, so further questions about
-it cost only the projector, MemAug and the language model.
+A video is decoded chunk by chunk straight into the vision tower, once: its pooled features are kept in a bounded LRU
+cache (`video_cache.VideoFeatureCache`) keyed by the file's identity and the sampling settings, so further questions
+about it cost only the projector, MemAug and the language model.
 
 This module is copied next to checkpoints saved with `VideoTextToTextPipeline.save_pretrained` so the pipeline loads
 with `trust_remote_code=True` where hour_llava is not installed: it imports only pip packages and its sibling
@@ -184,7 +184,7 @@ class VideoTextToTextPipeline(Pipeline):
         return super().__call__([VideoQuestion(video, question) for video, question in zip(videos, text)], **kwargs)
 
     # ------------------------------------------------------------------------------------------------------------------
-    # Preprocessing: prompt text, tokens and the video's pixels or cached features
+    # Preprocessing: prompt text, tokens and the video's pooled features (cached or encoded now)
     # ------------------------------------------------------------------------------------------------------------------
     def preprocess(self, inputs, video_options=None, continue_final_message=None):
         video_options = dict(video_options or {})
