@@ -12,6 +12,18 @@ from .data import (
     group_qa_rows,
     load_video_instruction_dataset,
 )
+from .feature_cache import (
+    CachedVideoFeatures,
+    DecodedVideo,
+    ExtractionReport,
+    VisionFeatureEncoder,
+    extract_video_features,
+    feature_cache_path,
+    is_complete_cache_file,
+    load_video_features,
+    save_video_features,
+    vision_fingerprint,
+)
 from .paths import VideoPathError, VideoRoots
 from .stages import (
     PARTS,
@@ -29,18 +41,28 @@ __all__ = [
     "TRAINING_ROW_FEATURES",
     "TRAINING_STAGES",
     "BadSampleError",
+    "CachedVideoFeatures",
+    "DecodedVideo",
+    "ExtractionReport",
     "HourLlavaSFTTrainer",
     "QATableFormat",
     "TrainingStage",
     "VideoPathError",
     "VideoRoots",
+    "VisionFeatureEncoder",
     "apply_training_stage",
     "build_parameter_groups",
     "conversations_to_messages",
+    "extract_video_features",
+    "feature_cache_path",
     "get_training_stage",
     "group_qa_rows",
+    "is_complete_cache_file",
+    "load_video_features",
     "load_video_instruction_dataset",
     "parameter_part",
+    "save_video_features",
+    "vision_fingerprint",
 ]
 
 
