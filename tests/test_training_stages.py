@@ -1,5 +1,7 @@
 """Stage presets: which parameters train, and the learning rate and weight decay of each optimizer group."""
 
+from pathlib import Path
+
 import pytest
 from datasets import Dataset
 from huggingface_hub import ModelCard
@@ -8,6 +10,7 @@ from trl import SFTConfig
 from hour_llava.training import HourLlavaSFTTrainer, apply_training_stage, get_training_stage
 
 
+REPO = Path(__file__).resolve().parents[1]
 # Written out by hand (not through `parameter_part`) so the test checks the presets against the spec's table.
 VISION, PROJECTOR, MEMAUG = "model.vision_tower.", "model.multi_modal_projector.", "model.memory_augmentation."
 NEWLINE, LLM, LM_HEAD = "model.image_newline", "model.language_model.", "lm_head."
@@ -103,3 +106,17 @@ def test_model_card_is_tagged_video_text_to_text(tiny_model, tokenizer, tmp_path
     assert card.data.pipeline_tag == "video-text-to-text"
     assert {"hour-llava", "sft", "trl"} <= set(card.data.tags)
     assert card.data.datasets in ("jylins/videomarathon", ["jylins/videomarathon"])
+
+
+@pytest.mark.parametrize("name", ["multi_gpu", "fsdp", "zero2", "zero3"])
+def test_accelerate_configs_load_and_wrap_our_blocks(tiny_model, name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO / "examples" / "accelerate_configs" / f"{name}.yaml"))
+    assert config.num_processes == 8 and config.mixed_precision == "bf16"
+    if name == "fsdp":
+        wrapped = set(config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(","))
+        assert wrapped == {"HourLlavaMemAugLayer", "Qwen2DecoderLayer", "SiglipEncoderLayer"}
+        assert wrapped <= set(tiny_model._no_split_modules)
+    if name.startswith("zero"):
+        assert config.deepspeed_config["zero_stage"] == int(name[-1])
