@@ -301,6 +301,23 @@ def test_text_only_training_keeps_video_parameters_in_the_graph(tokenizer, tiny_
     assert model.model.image_newline.grad is not None
 
 
+def test_memaug_depth_zero_feeds_the_decayed_tokens_to_the_llm(tokenizer):
+    model = build_tiny_model(tokenizer, memaug_depth=0)
+    config = model.config
+    ids, pixels = video_sample(tokenizer, config, 24)
+    input_ids = torch.tensor([ids])
+    captured = []
+    model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: captured.append(kwargs["inputs_embeds"]), with_kwargs=True
+    )
+    with torch.no_grad():
+        model(input_ids=input_ids, pixel_values_videos=pixels)
+        memory = model.model.build_video_memory(model.model.get_video_features(pixels).pooler_output)
+    video_rows = captured[0][0][input_ids[0] == config.video_token_id]
+    torch.testing.assert_close(video_rows, memory.decayed)
+    assert not list(model.model.memory_augmentation.parameters())
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -311,6 +328,8 @@ def test_text_only_training_keeps_video_parameters_in_the_graph(tokenizer, tiny_
         ({"memory_position_mode": "shifted"}, "memory_position_mode='shifted'"),
         ({"memaug_partial_rotary_factor": 0.1}, "memaug_partial_rotary_factor=0.1"),
         ({"video_pool_size": 40}, "video_pool_size=40 is larger"),
+        ({"memaug_depth": -1}, "memaug_depth=-1 must not be negative"),
+        ({"temporal_downsample": 0}, "temporal_downsample=0 must be at least 1"),
     ],
 )
 def test_config_validation(overrides, message):

@@ -5,6 +5,7 @@ The tokenizer is a real byte-level `Qwen2Tokenizer` (the class the released chec
 tokens and a `<video>` placeholder; optionally its merges are trained on a corpus so short texts stay short.
 """
 
+import json
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -24,18 +25,16 @@ def tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512) -
     the corpus up to `vocab_size` tokens.
     """
     alphabet = pre_tokenizers.ByteLevel.alphabet()
-    merges: list[str] = []
+    merges: list[tuple[str, str]] = []
     vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
     if corpus is not None:
         bpe = Tokenizer(models.BPE())
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=alphabet, show_progress=False)
         bpe.train_from_iterator(corpus, trainer)
-        state = bpe.model.__getstate__()
-        import json
-
-        trained = json.loads(state)
-        vocab, merges = trained["vocab"], [" ".join(m) if isinstance(m, list) else m for m in trained["merges"]]
+        trained = json.loads(bpe.model.__getstate__())
+        vocab = trained["vocab"]
+        merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
     for token in (*CHATML_SPECIAL_TOKENS, VIDEO_TOKEN):
         vocab.setdefault(token, len(vocab))
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=32768)

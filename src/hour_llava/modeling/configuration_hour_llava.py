@@ -68,7 +68,9 @@ class HourLlavaConfig(PreTrainedConfig):
         min_video_frames (`int`, *optional*, defaults to 128):
             Videos with fewer frames are upsampled to this many by frame duplication, as the reference does.
         memaug_depth (`int`, *optional*, defaults to 4):
-            Number of MemAug blocks.
+            Number of MemAug blocks. 0 removes MemAug: the decayed tokens go to the language model unrefined (the
+            paper's ablation; with `temporal_downsample=1` and `spatial_keep_tokens=video_pool_size**2` it is a
+            LLaVA-Video-style uniform-frame model).
         memaug_num_attention_heads / memaug_num_key_value_heads (`int`, *optional*):
             MemAug heads; taken from the text config when unset.
         memaug_rope_theta (`float`, *optional*):
@@ -180,11 +182,12 @@ class HourLlavaConfig(PreTrainedConfig):
                 f"{patches_per_side} patch grid (image_size {self.vision_config.image_size}, patch_size "
                 f"{self.vision_config.patch_size})."
             )
-        for name in ("temporal_downsample", "max_kept_frames", "memaug_depth", "vision_chunk_size"):
+        for name in ("temporal_downsample", "max_kept_frames", "vision_chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
-        if self.min_video_frames < 0:
-            raise ValueError(f"min_video_frames={self.min_video_frames} must not be negative.")
+        for name in ("memaug_depth", "min_video_frames"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must not be negative.")
 
     def _validate_forgetting(self) -> None:
         tokens_per_frame = self.video_pool_size**2

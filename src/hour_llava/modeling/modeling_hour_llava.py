@@ -210,6 +210,8 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         self, sample_embeds: torch.Tensor, query_text_mask: torch.Tensor, start: int, end: int, memory: VideoMemory
     ) -> torch.Tensor:
         """MemAug output for the video rows of one sample whose placeholder span is `[start, end)`."""
+        if not self.memory_augmentation.layers:  # memaug_depth=0: the decayed tokens go to the LLM as they are
+            return memory.decayed
         text_before = sample_embeds[:start][query_text_mask[:start]]
         text_after = sample_embeds[end:][query_text_mask[end:]]
         query = torch.cat([text_before, memory.decayed.to(sample_embeds.dtype), text_after])

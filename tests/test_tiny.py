@@ -1,0 +1,27 @@
+"""The in-process tiny tokenizer and model that tests, the quickstart and the demo build on."""
+
+from transformers import AutoTokenizer
+
+from hour_llava.tiny import VIDEO_TOKEN, tiny_tokenizer
+
+
+def test_byte_level_tokenizer_round_trips_text_and_special_tokens(tokenizer):
+    text = "<|im_start|>user\n<video>\nWhat colour? Grün!<|im_end|>\n"
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    for token in ("<|im_start|>", "<|im_end|>", "<|endoftext|>", VIDEO_TOKEN):
+        assert ids.count(tokenizer.convert_tokens_to_ids(token)) == text.count(token)
+    assert tokenizer.pad_token == "<|endoftext|>"
+
+
+def test_corpus_trained_tokenizer_is_shorter_and_saves(tmp_path):
+    corpus = ["What colour was the flash? red", "What colour was the flash? blue"] * 50
+    trained = tiny_tokenizer(corpus, vocab_size=320)
+    plain = tiny_tokenizer()
+    sentence = "What colour was the flash?"
+    assert len(trained(sentence)["input_ids"]) < len(plain(sentence)["input_ids"]) // 2
+    trained.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = f"<|im_start|>user\n{VIDEO_TOKEN}{sentence} cyan<|im_end|>"
+    assert reloaded(text)["input_ids"] == trained(text)["input_ids"]
+    assert reloaded.decode(trained(text)["input_ids"]) == text
