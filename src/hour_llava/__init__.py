@@ -1,6 +1,13 @@
 """Hour-LLaVA for transformers: `import hour_llava` registers the model with the Auto classes."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoModelForMultimodalLM
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoModelForMultimodalLM,
+    AutoProcessor,
+    AutoVideoProcessor,
+)
 
 from .modeling import (
     HourLlavaConfig,
@@ -9,6 +16,7 @@ from .modeling import (
     HourLlavaModel,
     HourLlavaPreTrainedModel,
 )
+from .processing import HourLlavaProcessor, HourLlavaVideoProcessor
 
 
 __version__ = "0.1.0.dev0"
@@ -19,10 +27,16 @@ def _register_auto_classes() -> None:
     AutoModel.register(HourLlavaConfig, HourLlavaModel, exist_ok=True)
     AutoModelForImageTextToText.register(HourLlavaConfig, HourLlavaForConditionalGeneration, exist_ok=True)
     AutoModelForMultimodalLM.register(HourLlavaConfig, HourLlavaForConditionalGeneration, exist_ok=True)
+    AutoVideoProcessor.register(
+        HourLlavaConfig, video_processor_classes={"torchvision": HourLlavaVideoProcessor}, exist_ok=True
+    )
+    AutoProcessor.register(HourLlavaConfig, HourLlavaProcessor, exist_ok=True)
     # Saved checkpoints carry the model files, so they also load with `trust_remote_code=True` without this package.
     HourLlavaConfig.register_for_auto_class()
     HourLlavaModel.register_for_auto_class("AutoModel")
     HourLlavaForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+    HourLlavaProcessor.register_for_auto_class()
+    HourLlavaVideoProcessor.register_for_auto_class()
 
 
 _register_auto_classes()
@@ -33,4 +47,6 @@ __all__ = [
     "HourLlavaMemoryAugmentation",
     "HourLlavaModel",
     "HourLlavaPreTrainedModel",
+    "HourLlavaProcessor",
+    "HourLlavaVideoProcessor",
 ]

@@ -1,0 +1,25 @@
+"""Video decoding, the video processor and the processor: sibling-only relative imports, so the folder also works as
+remote code next to a saved processor."""
+
+from .processing_hour_llava import HourLlavaProcessor
+from .video_decoding import (
+    HourLlavaVideoMetadata,
+    VideoChunk,
+    decode_video,
+    iter_video_chunks,
+    open_video,
+    sample_frame_indices,
+)
+from .video_processing_hour_llava import HourLlavaVideoProcessor
+
+
+__all__ = [
+    "HourLlavaProcessor",
+    "HourLlavaVideoMetadata",
+    "HourLlavaVideoProcessor",
+    "VideoChunk",
+    "decode_video",
+    "iter_video_chunks",
+    "open_video",
+    "sample_frame_indices",
+]

