@@ -1,9 +1,13 @@
 """The pooled-feature cache: file format, atomic writes, resume with verification, sharding."""
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
+from training_helpers import instruction_sample, save_tiny_checkpoint, write_json, write_video
 
 from hour_llava.training import (
     DecodedVideo,
@@ -129,3 +133,63 @@ def test_encoder_returns_pooled_features_before_the_projector(tiny_model):
         tiny_model.model.vision_tower.encoder.layers[0].mlp.fc1.weight[0, 0] += 1
     assert vision_fingerprint(tiny_model) != fingerprint
     assert vision_fingerprint(tiny_model, {"fps": 2}) != vision_fingerprint(tiny_model)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `hour-llava extract-features`, killed halfway and resumed
+# ----------------------------------------------------------------------------------------------------------------
+def run_cli(*args, timeout=120, wait=True):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    command = [sys.executable, "-m", "hour_llava.cli", "extract-features", *args]
+    if wait:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, timeout: float, process=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the extraction exited early:\n{process.stdout.read()}")
+        time.sleep(0.05)
+    pytest.fail("timed out")
+
+
+def test_extract_features_resumes_after_being_killed(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "model")
+    videos = tmp_path / "videos"
+    for index in range(6):
+        write_video(videos / "src" / f"clip{index}.mp4", seconds=2 + index % 2, seed=index)
+    # clip3 is a named pipe: opening it blocks, so the run is stuck after clip0-2 (keys are done in sorted order)
+    blocking = videos / "src" / "clip3.mp4"
+    blocking.unlink()
+    os.mkfifo(blocking)
+    samples = [instruction_sample(f"s{i}", f"clip{i}.mp4", [("q", "a")]) for i in range(6)]
+    data = write_json(tmp_path / "data.json", samples)
+    cache = tmp_path / "cache"
+    arguments = ["--model", str(checkpoint), "--output-dir", str(cache), "--data-files", str(data)]
+    arguments += ["--video-root", str(videos)]
+
+    process = run_cli(*arguments, wait=False)
+    done = [feature_cache_path(cache, f"src/clip{i}.mp4") for i in range(3)]
+    try:
+        wait_for(lambda: all(path.exists() for path in done), timeout=90, process=process)
+        time.sleep(0.3)
+    finally:
+        process.kill()
+        process.wait()
+    assert sorted(path.name for path in (cache / "src").iterdir() if not path.name.startswith(".")) == [
+        path.name for path in done
+    ]
+    finished = {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in done}
+
+    blocking.unlink()
+    write_video(blocking, seconds=3, seed=3)
+    result = run_cli(*arguments)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 3, kept 3 complete file(s), 0 video(s) failed" in result.stdout
+    assert sorted(os.listdir(cache / "src")) == [f"clip{i}.mp4.safetensors" for i in range(6)]
+    assert all(is_complete_cache_file(feature_cache_path(cache, f"src/clip{i}.mp4")) for i in range(6))
+    assert {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in done} == finished  # not recomputed

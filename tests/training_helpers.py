@@ -47,3 +47,24 @@ def write_json(path: str | Path, samples: list[dict], lines: bool = False) -> Pa
         else:
             json.dump(samples, handle)
     return path
+
+
+def tiny_processor(model, tokenizer, **video_processor_kwargs):
+    """The processor of a tiny model: 32x32 frames and the model's token counts."""
+    from hour_llava import HourLlavaProcessor, HourLlavaVideoProcessor
+
+    size = model.config.vision_config.image_size
+    video_processor = HourLlavaVideoProcessor(size={"height": size, "width": size}, **video_processor_kwargs)
+    return HourLlavaProcessor.from_model_config(model.config, tokenizer, video_processor=video_processor)
+
+
+def save_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
+    """A tiny model and its processor saved in `directory`, as a user's checkpoint would be."""
+    from hour_llava.tiny import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer, seed=seed)
+    model.save_pretrained(directory)
+    tiny_processor(model, tokenizer).save_pretrained(directory)
+    return Path(directory)
+

@@ -6,7 +6,9 @@ import sys
 
 
 # name -> module defining `HELP: str`, `add_arguments(parser)` and `run(args) -> int`
-SUBCOMMANDS = {}
+SUBCOMMANDS = {
+    "extract-features": "hour_llava.commands.extract_features",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

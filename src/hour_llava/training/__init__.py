@@ -1,14 +1,17 @@
 # Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
 """Training Hour-LLaVA with TRL's `SFTTrainer` on VideoMarathon: data, stage presets, feature cache, trainer.
 
-`import hour_llava` does not import this package; TRL itself is imported only when the trainer is first used.
+`import hour_llava` does not import this package; TRL is imported only when the trainer is first used.
 """
+
+import importlib
 
 from .data import (
     TRAINING_ROW_FEATURES,
     BadSampleError,
     QATableFormat,
     conversations_to_messages,
+    dataset_videos,
     group_qa_rows,
     load_video_instruction_dataset,
 )
@@ -16,12 +19,14 @@ from .feature_cache import (
     CachedVideoFeatures,
     DecodedVideo,
     ExtractionReport,
+    ProcessorVideoDecoder,
     VisionFeatureEncoder,
     extract_video_features,
     feature_cache_path,
     is_complete_cache_file,
     load_video_features,
     save_video_features,
+    videos_in_folder,
     vision_fingerprint,
 )
 from .paths import VideoPathError, VideoRoots
@@ -45,6 +50,7 @@ __all__ = [
     "DecodedVideo",
     "ExtractionReport",
     "HourLlavaSFTTrainer",
+    "ProcessorVideoDecoder",
     "QATableFormat",
     "TrainingStage",
     "VideoPathError",
@@ -53,6 +59,7 @@ __all__ = [
     "apply_training_stage",
     "build_parameter_groups",
     "conversations_to_messages",
+    "dataset_videos",
     "extract_video_features",
     "feature_cache_path",
     "get_training_stage",
@@ -62,13 +69,16 @@ __all__ = [
     "load_video_instruction_dataset",
     "parameter_part",
     "save_video_features",
+    "videos_in_folder",
     "vision_fingerprint",
 ]
 
 
-def __getattr__(name: str):
-    if name == "HourLlavaSFTTrainer":
-        from .trainer import HourLlavaSFTTrainer
+# Imported on first use: the trainer pulls in TRL.
+_LAZY = {"HourLlavaSFTTrainer": ".trainer"}
 
-        return HourLlavaSFTTrainer
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -312,12 +312,19 @@ def load_video_instruction_dataset(
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 
+def dataset_videos(dataset: Dataset | IterableDataset) -> dict[str, str]:
+    """Video key -> resolved path of every video the training rows use, each once (for feature extraction)."""
+    rows = dataset.select_columns(["video", "video_path"])
+    return {row["video"]: row["video_path"] for row in rows if row["video"]}
+
+
 __all__ = [
     "BadSampleError",
     "QATableFormat",
     "SampleConverter",
     "TRAINING_ROW_FEATURES",
     "conversations_to_messages",
+    "dataset_videos",
     "group_qa_rows",
     "load_video_instruction_dataset",
 ]

@@ -240,6 +240,42 @@ def extract_video_features(
     return report
 
 
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ts")
+
+
+def videos_in_folder(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> dict[str, str]:
+    """Every video file under `root` (recursively), keyed by its path relative to `root` (the cache key)."""
+    root = Path(root)
+    return {
+        path.relative_to(root).as_posix(): str(path)
+        for path in sorted(root.rglob("*"))
+        if path.suffix.lower() in extensions and path.is_file()
+    }
+
+
+class ProcessorVideoDecoder:
+    """`decode` for `extract_video_features`: the processor's own decoding, exactly what training would feed.
+
+    Args:
+        processor: an `HourLlavaProcessor` (its `video_processor` is used) or an `HourLlavaVideoProcessor`.
+        video_kwargs: video processor options (e.g. `{"fps": 1}`); keep them equal to the training run's.
+    """
+
+    def __init__(self, processor, video_kwargs: dict | None = None):
+        self.video_processor = getattr(processor, "video_processor", processor)
+        self.video_kwargs = dict(video_kwargs or {})
+
+    @property
+    def settings(self) -> dict:
+        """What decides the frames, for `vision_fingerprint`."""
+        return {**self.video_processor.to_dict(), **self.video_kwargs}
+
+    def __call__(self, path: str) -> DecodedVideo:
+        processed = self.video_processor(path, return_metadata=True, **self.video_kwargs)
+        metadata = processed["video_metadata"][0]
+        return DecodedVideo(processed["pixel_values_videos"], metadata.timestamps, metadata.duration)
+
+
 class VisionFeatureEncoder:
     """`encode` for `extract_video_features`: a model's pooled vision features, in inference mode on its device."""
 
@@ -259,6 +295,7 @@ __all__ = [
     "CachedVideoFeatures",
     "DecodedVideo",
     "ExtractionReport",
+    "ProcessorVideoDecoder",
     "VisionFeatureEncoder",
     "extract_video_features",
     "feature_cache_path",
@@ -267,4 +304,5 @@ __all__ = [
     "save_video_features",
     "shard_for_process",
     "vision_fingerprint",
+    "videos_in_folder",
 ]
