@@ -1,10 +1,12 @@
 """Synthetic VideoMarathon-format data for the training tests: small videos written with PyAV, instruction json."""
 
 import json
+import os
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 
 def write_video(path: str | Path, seconds: float = 3, fps: int = 4, size: int = 32, seed: int = 0) -> Path:
@@ -68,3 +70,39 @@ def save_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
     tiny_processor(model, tokenizer).save_pretrained(directory)
     return Path(directory)
 
+
+# A small VideoMarathon-format data set: two good samples, and two whose videos are missing or corrupt.
+QA = {
+    "red": [("What colour is the ball?", "Red."), ("Where does it go?", "Into the net.")],
+    "blue": [("What colour is the car?", "Blue, and shiny.")],
+}
+
+
+def write_videomarathon(root: Path) -> Path:
+    """`root/videos/src/{red,blue,corrupt}.mp4`, `root/good.json` (red, blue) and `root/bad.json` (missing, corrupt)."""
+    write_video(root / "videos" / "src" / "red.mp4", seconds=3, seed=1)
+    write_video(root / "videos" / "src" / "blue.mp4", seconds=4, seed=2)
+    (root / "videos" / "src" / "corrupt.mp4").write_bytes(os.urandom(2048))
+    write_json(root / "good.json", [instruction_sample(name, f"{name}.mp4", pairs) for name, pairs in QA.items()])
+    bad = [instruction_sample(name, f"{name}.mp4", [("Anything?", "No.")]) for name in ("missing", "corrupt")]
+    write_json(root / "bad.json", bad)
+    return root
+
+
+def training_rows(root: Path, name: str = "good.json", repeat: int = 1) -> list[dict]:
+    """The training rows of `root/name` (see `write_videomarathon`), `repeat` times over."""
+    from hour_llava.training import VideoRoots, load_video_instruction_dataset
+
+    dataset = load_video_instruction_dataset(str(root / name), VideoRoots(str(root / "videos")))
+    return [row for _ in range(repeat) for row in dataset]
+
+
+# Fixtures shared by the training test modules, which import them (conftest.py stays the project's).
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_videomarathon(tmp_path_factory.mktemp("videomarathon"))
+
+
+@pytest.fixture
+def processor(tiny_model, tokenizer):
+    return tiny_processor(tiny_model, tokenizer)

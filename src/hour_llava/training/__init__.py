@@ -49,6 +49,7 @@ __all__ = [
     "CachedVideoFeatures",
     "DecodedVideo",
     "ExtractionReport",
+    "HourLlavaDataCollator",
     "HourLlavaSFTTrainer",
     "ProcessorVideoDecoder",
     "QATableFormat",
@@ -74,8 +75,8 @@ __all__ = [
 ]
 
 
-# Imported on first use: the trainer pulls in TRL.
-_LAZY = {"HourLlavaSFTTrainer": ".trainer"}
+# Imported on first use: the trainer pulls in TRL, the collator the processor (and PyAV).
+_LAZY = {"HourLlavaSFTTrainer": ".trainer", "HourLlavaDataCollator": ".collator"}
 
 
 def __getattr__(name: str):
