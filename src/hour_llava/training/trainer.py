@@ -6,8 +6,9 @@ What it adds to `SFTTrainer`:
 * `stage=` freezes the parts the stage does not train (`apply_training_stage`) and gives the projector, MemAug and
   vision tower their own learning rates through the optimizer's parameter groups (`build_parameter_groups`, with
   the usual decay / no-decay split); `learning_rates=` overrides single parts.
-* Rows the collator skipped (missing or unreadable videos) are counted across processes, logged as `skipped_rows`
-  with the training metrics, and summed up in one line when training ends.
+* Rows the collator skipped (missing or unreadable videos, too long) are counted across processes, logged as
+  `skipped_rows` with the training metrics, and summed up in one line when training ends.
+* A feature cache with a trainable vision tower is refused (the cached features bypass the tower).
 * The model card it writes says `pipeline_tag: video-text-to-text` (`hour_llava.hub.apply_card_metadata`).
 
 Pair it with `HourLlavaDataCollator`, `remove_unused_columns=False` and `dataset_kwargs={"skip_prepare_dataset":
@@ -22,7 +23,7 @@ import torch
 from trl import SFTTrainer
 
 from ..hub import apply_card_metadata
-from .stages import TrainingStage, apply_training_stage, build_parameter_groups, get_training_stage
+from .stages import TrainingStage, apply_training_stage, build_parameter_groups, get_training_stage, parameter_part
 
 
 logger = logging.getLogger(__name__)
@@ -67,9 +68,23 @@ class HourLlavaSFTTrainer(SFTTrainer):
             else:
                 trainable = apply_training_stage(self.model, self.stage)
                 logger.info("%s: trainable parameters per part: %s", self.stage.name, trainable)
+        self._check_feature_cache_with_frozen_tower()
         if hasattr(self.data_collator, "report_skipped_rows"):
             self.data_collator.report_skipped_rows = True
         self.skipped_rows = 0
+
+    def _check_feature_cache_with_frozen_tower(self) -> None:
+        """Cached features bypass the vision tower: training it from them would silently do nothing."""
+        if getattr(self.data_collator, "feature_cache_dir", None) is None:
+            return
+        parameters = self.model.named_parameters()
+        trainable = [name for name, p in parameters if p.requires_grad and parameter_part(name) == "vision_tower"]
+        if trainable:
+            raise ValueError(
+                f"The collator reads cached vision features ({self.data_collator.feature_cache_dir}), which bypass the "
+                f"vision tower, yet {len(trainable)} vision tower parameters (e.g. {trainable[0]}) are trainable. "
+                "Freeze the tower (stage3 or stage1) or train from videos."
+            )
 
     # ----------------------------------------------------------------------------------------------------------
     # Optimizer: one parameter group per (part, decay), each with its part's learning rate
@@ -110,7 +125,8 @@ class HourLlavaSFTTrainer(SFTTrainer):
         output = super().train(*args, **kwargs)
         if self.skipped_rows and self.is_world_process_zero():
             logger.warning(
-                "Skipped %d training rows whose video was missing or unreadable (one warning each above).",
+                "Skipped %d training rows (missing or unreadable videos or features, or too long; one warning each "
+                "above).",
                 self.skipped_rows,
             )
         return output
