@@ -211,7 +211,7 @@ def test_streamed_chunks_give_the_model_the_same_memory_as_all_pixels(processor,
     chunks = processor.video_processor.iter_video_chunks(BIKES, chunk_size=40)
     with torch.no_grad():
         expected = model(**inputs).logits
-        pooled = torch.cat([model.get_video_features(chunk.pixel_values).last_hidden_state for chunk in chunks])
+        pooled = model.encode_video_stream(chunk.pixel_values for chunk in chunks)
         without_pixels = {key: value for key, value in inputs.items() if key != "pixel_values_videos"}
         logits = model(**without_pixels, pooled_video_features=pooled).logits
     torch.testing.assert_close(logits, expected)

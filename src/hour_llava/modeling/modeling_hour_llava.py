@@ -12,6 +12,7 @@ loading, so it imports only pip packages and its sibling modules.
 """
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -146,6 +147,15 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         chunk_size = vision_chunk_size or self.config.vision_chunk_size
         pooled = torch.cat([self.encode_frames(chunk) for chunk in pixel_values_videos.split(chunk_size)])
         return BaseModelOutputWithPooling(last_hidden_state=pooled, pooler_output=self.multi_modal_projector(pooled))
+
+    def encode_video_stream(self, pixel_chunks: Iterable[torch.Tensor]) -> torch.Tensor:
+        """Pooled vision features `(T, g*g, C_vision)` of one video given as chunks of preprocessed frames.
+
+        Feed it `HourLlavaVideoProcessor.iter_video_chunks(...)` pixel chunks: only one chunk of pixels is alive at a
+        time, so an hour of video costs the memory repository, not 6 GB of float pixels. Pass the result to `forward`
+        or `generate` as `pooled_video_features`.
+        """
+        return torch.cat([self.encode_frames(chunk.to(self.device)) for chunk in pixel_chunks])
 
     def project_pooled_features(self, pooled_video_features: torch.Tensor) -> BaseModelOutputWithPooling:
         """The same output as `get_video_features`, from cached pooled features instead of pixels."""
@@ -419,6 +429,9 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
         self, pixel_values_videos: torch.Tensor, vision_chunk_size: int | None = None
     ) -> BaseModelOutputWithPooling:
         return self.model.get_video_features(pixel_values_videos, vision_chunk_size=vision_chunk_size)
+
+    def encode_video_stream(self, pixel_chunks: Iterable[torch.Tensor]) -> torch.Tensor:
+        return self.model.encode_video_stream(pixel_chunks)
 
     @merge_with_config_defaults
     @can_return_tuple

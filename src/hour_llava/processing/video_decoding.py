@@ -178,6 +178,7 @@ class FrameScaler:
     def __init__(self, size: tuple[int, int] | None, resample=3):
         self.size = size
         self.interpolation = swscale_filter(resample)
+        self._to_rgb = VideoReformatter()
         self._to_planar_rgb = VideoReformatter()
         self._scaler = VideoReformatter()
         self._to_packed_rgb = VideoReformatter()
@@ -187,14 +188,16 @@ class FrameScaler:
 
         The frame goes to RGB at its own size first and is scaled in RGB, as `PIL.Image.resize` scales the RGB
         frames the checkpoints were trained on (scaling the YUV planes directly is 5x further from it, through
-        chroma). Planar RGB scales twice as fast as packed RGB and gives the same pixels. Rotation comes last: for a
-        quarter turn the frame is scaled to the transposed size, so no full-resolution frame is ever rotated.
+        chroma). Planar RGB scales twice as fast as packed RGB and gives the same pixels. YUV goes to packed RGB
+        before planar: swscale's direct YUV -> planar RGB path zeroes pixels when a row is padded (widths such as
+        40, 72 or 854, not multiples of 16). Rotation comes last: for a quarter turn the frame is scaled to the
+        transposed size, so no full-resolution frame is ever rotated.
         """
         if self.size is None:
             height, width = frame.height, frame.width
         else:
             height, width = self.size if quarter_turns % 2 == 0 else self.size[::-1]
-        planar = self._to_planar_rgb.reformat(frame, format="gbrp")
+        planar = self._to_planar_rgb.reformat(self._to_rgb.reformat(frame, format="rgb24"), format="gbrp")
         scaled = self._scaler.reformat(planar, width=width, height=height, interpolation=self.interpolation)
         array = self._to_packed_rgb.reformat(scaled, format="rgb24").to_ndarray()
         return np.ascontiguousarray(np.rot90(array, k=quarter_turns)) if quarter_turns else array
