@@ -127,6 +127,7 @@ def test_encoder_returns_pooled_features_before_the_projector(tiny_model):
     with torch.no_grad():
         expected = tiny_model.model.get_video_features(pixels).last_hidden_state
     torch.testing.assert_close(features, expected)
+    torch.testing.assert_close(VisionFeatureEncoder(tiny_model, vision_chunk_size=2)(pixels), expected)
     fingerprint = vision_fingerprint(tiny_model)
     assert fingerprint == vision_fingerprint(tiny_model.model)
     with torch.no_grad():

@@ -277,17 +277,20 @@ class ProcessorVideoDecoder:
 
 
 class VisionFeatureEncoder:
-    """`encode` for `extract_video_features`: a model's pooled vision features, in inference mode on its device."""
+    """`encode` for `extract_video_features`: a model's pooled vision features, in inference mode.
+
+    Frames stay on the CPU and go to the model's device `vision_chunk_size` at a time (default: the config's), so an
+    hour of 384x384 frames (6.4 GB of float32) never sits on the accelerator.
+    """
 
     def __init__(self, model: torch.nn.Module, vision_chunk_size: int | None = None):
         self.model = model.eval()
-        self.vision_chunk_size = vision_chunk_size
+        self.vision_chunk_size = vision_chunk_size or model.config.vision_chunk_size
 
     @torch.inference_mode()
     def __call__(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
-        pixels = pixel_values_videos.to(self.model.device)
-        outputs = self.model.get_video_features(pixels, vision_chunk_size=self.vision_chunk_size)
-        return outputs.last_hidden_state.float().cpu()
+        chunks = pixel_values_videos.split(self.vision_chunk_size)
+        return self.model.encode_video_stream(chunks).float().cpu()
 
 
 __all__ = [
