@@ -1,12 +1,13 @@
-"""Synthetic VideoMarathon-format data for the training tests: small videos written with PyAV, instruction json."""
+"""Synthetic VideoMarathon-format data for the training tests: small videos, instruction json, tiny checkpoints."""
 
 import json
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+
+from hour_llava import video_writing
 
 
 def write_video(path: str | Path, seconds: float = 3, fps: int = 4, size: int = 32, seed: int = 0) -> Path:
@@ -14,18 +15,9 @@ def write_video(path: str | Path, seconds: float = 3, fps: int = 4, size: int = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for _ in range(round(seconds * fps)):
-            colour = rng.integers(0, 256, size=3)
-            frame = np.clip(colour + rng.normal(0, 8, size=(size, size, 3)), 0, 255).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    colours = rng.integers(0, 256, size=(round(seconds * fps), 1, 1, 3))
+    frames = np.clip(colours + rng.normal(0, 8, size=(len(colours), size, size, 3)), 0, 255).astype(np.uint8)
+    return video_writing.write_video(path, frames, fps=fps)
 
 
 def instruction_sample(sample_id: str, video: str | None, qa_pairs: list[tuple[str, str]], data_source: str = "src"):
