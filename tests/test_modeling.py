@@ -73,6 +73,8 @@ def test_gradients_reach_every_trained_part(tiny_model, batch):
         assert grads and all(g is not None for g in grads), name
         assert sum(g.abs().sum() for g in grads) > 0, name
     assert model.model.image_newline.grad is not None and model.model.image_newline.grad.abs().sum() > 0
+    # DDP requires every trainable parameter to take part in every step
+    assert [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
 
 
 def test_loss_ignores_masked_labels(tiny_model, batch):
@@ -299,6 +301,7 @@ def test_text_only_training_keeps_video_parameters_in_the_graph(tokenizer, tiny_
     for module in (model.model.memory_augmentation, model.model.multi_modal_projector, model.model.vision_tower):
         assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in module.parameters())
     assert model.model.image_newline.grad is not None
+    assert [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
 
 
 def test_memaug_depth_zero_feeds_the_decayed_tokens_to_the_llm(tokenizer):

@@ -19,7 +19,7 @@ PAPER_URL = "https://arxiv.org/abs/2506.05332"
 
 
 def apply_card_metadata(
-    readme: str | Path, base_model: str | list[str] | None = None, datasets: list[str] | None = None
+    readme: str | Path, base_model: str | list[str] | None = None, datasets: str | list[str] | None = None
 ) -> ModelCard:
     """Load `readme` (or start an empty card), set our pipeline tag, library, tags, base model and datasets; save."""
     readme = Path(readme)
@@ -31,9 +31,16 @@ def apply_card_metadata(
     if base_model:
         data.base_model = base_model
     if datasets:
-        data.datasets = sorted(set(data.datasets or []) | set(datasets))
+        data.datasets = sorted(set(_as_list(data.datasets)) | set(_as_list(datasets)))
     card.save(readme)
     return card
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    """Card fields such as `datasets` may hold one string (TRL writes one) or a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def usage_snippet(model_id: str, remote_code: bool) -> str:

@@ -58,6 +58,12 @@ REMOTE_CODE_AUTO_MAP = {
 VIDEO_PREFILL_INPUTS = ("video_num_frames", "pooled_video_features", "memaug_query_mask", "forgetting_generator")
 
 
+def has_trainable_parameters(*parts: nn.Module | nn.Parameter) -> bool:
+    return any(
+        p.requires_grad for part in parts for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())
+    )
+
+
 class HourLlavaPreTrainedModel(PreTrainedModel):
     config: HourLlavaConfig
     base_model_prefix = "model"
@@ -101,6 +107,9 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
     def __init__(self, config: HourLlavaConfig):
         super().__init__(config)
         self.vision_tower = AutoModel.from_config(config.vision_config)
+        # Hour-LLaVA reads the last encoder layer before SigLIP's post-layernorm, so that norm is never applied: no
+        # weights for it, hence none to save and none that DDP would find without a gradient.
+        self.vision_tower.post_layernorm = nn.Identity()
         self.multi_modal_projector = HourLlavaMultiModalProjector(config)
         self.image_newline = nn.Parameter(torch.zeros(config.text_config.hidden_size))
         self.memory_augmentation = HourLlavaMemoryAugmentation(config)
@@ -128,7 +137,7 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
     def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pooled vision features of a batch of frames, `(N, 3, S, S) -> (N, g*g, C_vision)`.
 
-        The output is the last encoder layer's, before SigLIP's `post_layernorm`, as the reference uses it.
+        The output is the last encoder layer's; SigLIP's `post_layernorm` is not applied, as in the reference.
         """
         tower = self.vision_tower
         hidden_states = tower.embeddings(pixel_values.to(tower.dtype))
@@ -302,23 +311,36 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
             memaug_query_mask = nn.functional.pad(memaug_query_mask, (0, seq_len - memaug_query_mask.shape[1]))
         return mask & memaug_query_mask.to(mask.device)
 
-    def keep_unused_parameters_in_graph(
-        self, inputs_embeds: torch.Tensor, *parts: nn.Module | nn.Parameter
+    def connect_idle_video_modules(
+        self, inputs_embeds: torch.Tensor, vision_tower: bool, video_path: bool
     ) -> torch.Tensor:
-        """Add a zero that depends on every trainable parameter of `parts`.
+        """In training, add zero times a dummy pass through the video modules this batch did not use.
 
-        DDP and ZeRO expect the same parameters to receive gradients on every rank; a text-only batch (or a batch of
-        cached features) would otherwise leave the video-side parameters out of one rank's graph.
+        DDP and ZeRO expect every rank to use the same parameters in every step, and a text-only batch (or one of
+        cached features) would leave the video side out of one rank's graph. Like the reference's dummy image, this
+        runs the modules themselves on a one-frame dummy rather than summing their weights, so FSDP's and ZeRO's
+        gather hooks still manage sharded parameters. Modules without trainable parameters are skipped.
         """
-        params = [
-            p
-            for part in parts
-            for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())
-            if p.requires_grad
-        ]
-        if not (self.training and torch.is_grad_enabled() and params):
+        if not (self.training and torch.is_grad_enabled()):
             return inputs_embeds
-        return inputs_embeds + sum(p.sum() for p in params).to(inputs_embeds.dtype) * 0.0
+        dummy = inputs_embeds.new_zeros(())
+        pooled = None
+        if vision_tower and has_trainable_parameters(self.vision_tower):
+            size = self.config.vision_config.image_size
+            pooled = self.encode_frames(inputs_embeds.new_zeros(1, 3, size, size))
+            dummy = dummy + pooled.sum()
+        if video_path and has_trainable_parameters(
+            self.multi_modal_projector, self.memory_augmentation, self.image_newline
+        ):
+            if pooled is None:
+                tokens_per_frame = self.config.video_pool_size**2
+                pooled = inputs_embeds.new_zeros(1, tokens_per_frame, self.config.vision_config.hidden_size)
+            tokens = self.multi_modal_projector(pooled)[0]
+            memory = torch.cat([tokens, self.image_newline[None].to(tokens.dtype)])  # one frame of memory
+            positions = torch.arange(memory.shape[0], device=memory.device)[None]
+            refined = self.memory_augmentation(memory[None, -1:], memory[None], positions[:, -1:], positions)
+            dummy = dummy + memory.sum() + refined.sum()
+        return inputs_embeds + dummy.to(inputs_embeds.dtype) * 0.0
 
     @merge_with_config_defaults
     @can_return_tuple
@@ -366,15 +388,9 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
             video_outputs = self.get_video_features(pixel_values_videos)
         elif pooled_video_features is not None:
             video_outputs = self.project_pooled_features(pooled_video_features)
-            inputs_embeds = self.keep_unused_parameters_in_graph(inputs_embeds, self.vision_tower)
+            inputs_embeds = self.connect_idle_video_modules(inputs_embeds, vision_tower=True, video_path=False)
         else:
-            inputs_embeds = self.keep_unused_parameters_in_graph(
-                inputs_embeds,
-                self.vision_tower,
-                self.multi_modal_projector,
-                self.image_newline,
-                self.memory_augmentation,
-            )
+            inputs_embeds = self.connect_idle_video_modules(inputs_embeds, vision_tower=True, video_path=True)
 
         if video_outputs is not None:
             memories = self.build_video_memories(video_outputs, video_num_frames, forgetting_generator)

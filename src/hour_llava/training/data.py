@@ -1,0 +1,330 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""VideoMarathon and LLaVA-Video-178K as chat rows for TRL's `SFTTrainer`, loaded with `datasets`.
+
+Two input formats are accepted (the format of each data file is read from its columns):
+
+* **Instruction samples** (the authors' `videomarathon.json` and LLaVA-Video-178K, JSON list or JSON lines): `id`,
+  `video`, `data_source`, `conversations` as alternating `{"from": "human"|"gpt", "value": ...}` turns; the first
+  human turn holds the `<image>` placeholder.
+* **A QA table** (csv, tsv, parquet, JSON or JSON lines) with one question per row: `video`, `question`, `answer`,
+  and optionally `data_source` and a task-type column (names in `QATableFormat`). Rows of the same video are
+  grouped into samples of up to `max_turns` (5, as the authors did) question/answer turns.
+
+Every sample becomes one row of `TRAINING_ROW_FEATURES`: transformers chat `messages` whose first user turn starts
+with `{"type": "video"}` (the placeholder and the authors' `QA_GT_caption_based_noisy` literal removed), the video's
+key (`<data_source>/<video>`, also its name in the feature cache) and its resolved path. `HourLlavaDataCollator`
+turns these rows into model inputs. With `streaming=True` everything is lazy: rows are converted as they are read.
+
+A sample that cannot be trained on (unbalanced turns, a missing or misplaced placeholder, a video path outside its
+root, an empty turn, an image sample) is dropped with one warning line, or raises with `on_bad_sample="raise"`.
+Missing or unreadable video *files* are found later, by the collator, which decodes them.
+"""
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from datasets import Dataset, Features, IterableDataset, List, Value, concatenate_datasets, load_dataset
+
+from .paths import VideoPathError, VideoRoots
+
+
+logger = logging.getLogger(__name__)
+
+VIDEO_PLACEHOLDERS = ("<image>", "<video>")
+# A tag the authors left in some answers and questions; the reference strips it before tokenising.
+NOISE_LITERALS = ("QA_GT_caption_based_noisy",)
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+BAD_SAMPLE_POLICIES = ("skip", "raise")
+DEFAULT_MAX_TURNS = 5
+# Samples converted together; a streamed dataset reads (and converts) this many ahead.
+CONVERSION_BATCH_SIZE = 64
+
+_CONTENT_ITEM = {"type": Value("string"), "text": Value("string")}
+TRAINING_ROW_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "messages": List({"role": Value("string"), "content": List(_CONTENT_ITEM)}),
+        "video": Value("string"),
+        "video_path": Value("string"),
+        "data_source": Value("string"),
+        "task_types": List(Value("string")),
+    }
+)
+
+_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+
+
+class BadSampleError(ValueError):
+    """A sample that cannot be trained on; the message names the sample and the reason."""
+
+
+@dataclass
+class QATableFormat:
+    """How to read a one-question-per-row table and group it into samples.
+
+    Args:
+        video, question, answer, task_type, data_source, id: column names; `task_type`, `data_source` and `id` may
+            be absent from the table.
+        max_turns: questions per sample (5, as the authors grouped VideoMarathon).
+        max_open_videos: emit a video's unfinished group once more videos than this are open (bounds memory when a
+            huge table is streamed; its rows should then come sorted or clustered by video). `None`: no bound.
+    """
+
+    video: str = "video"
+    question: str = "question"
+    answer: str = "answer"
+    task_type: str = "question_type"
+    data_source: str = "data_source"
+    id: str = "id"
+    max_turns: int = DEFAULT_MAX_TURNS
+    max_open_videos: int | None = None
+
+    def __post_init__(self):
+        if self.max_turns < 1:
+            raise ValueError(f"max_turns={self.max_turns} must be at least 1.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One sample: conversations -> chat messages
+# ---------------------------------------------------------------------------------------------------------------
+def _clean_text(text: str) -> str:
+    for literal in (*VIDEO_PLACEHOLDERS, *NOISE_LITERALS):
+        text = text.replace(literal, "")
+    return text.strip()
+
+
+def _count_placeholders(text: str) -> int:
+    return sum(text.count(placeholder) for placeholder in VIDEO_PLACEHOLDERS)
+
+
+def conversations_to_messages(conversations: list[dict], has_video: bool) -> list[dict]:
+    """Authors' `conversations` -> transformers chat messages, checked; raises `BadSampleError` with the reason.
+
+    A leading assistant turn is dropped (as the reference does); then turns must alternate user/assistant, start with
+    the user and end with an answer. A video sample has exactly one placeholder, in the first user turn; it becomes a
+    `{"type": "video"}` item in front of that turn's text.
+    """
+    turns = list(conversations or [])
+    while turns and ROLES.get(turns[0].get("from")) == "assistant":
+        turns.pop(0)
+    if not turns:
+        raise BadSampleError("has no conversation turns")
+    messages = []
+    for index, turn in enumerate(turns):
+        role = ROLES.get(turn.get("from"))
+        if role is None:
+            raise BadSampleError(f"turn {index} has unknown speaker {turn.get('from')!r} (expected human or gpt)")
+        expected = "user" if index % 2 == 0 else "assistant"
+        if role != expected:
+            raise BadSampleError(f"has unbalanced turns: turn {index} is {turn.get('from')!r}, expected the {expected}")
+        value = turn.get("value") or ""
+        if index > 0 and _count_placeholders(value):
+            raise BadSampleError(f"has a video placeholder in turn {index}; only the first question may hold it")
+        text = _clean_text(value)
+        if not text:
+            raise BadSampleError(f"turn {index} is empty")
+        messages.append({"role": role, "content": [{"type": "text", "text": text}]})
+    if len(messages) % 2:
+        raise BadSampleError("has unbalanced turns: the last question has no answer")
+    placeholders = _count_placeholders(turns[0].get("value") or "")
+    if has_video and placeholders != 1:
+        raise BadSampleError(f"has a video but {placeholders} video placeholders (<image>) in its first question")
+    if not has_video and placeholders:
+        raise BadSampleError("has a video placeholder (<image>) but no video")
+    if has_video:
+        messages[0]["content"].insert(0, {"type": "video", "text": None})
+    return messages
+
+
+@dataclass
+class SampleConverter:
+    """Turns a batch of instruction samples into training rows, dropping (or raising on) bad samples."""
+
+    video_roots: VideoRoots
+    source_name: str
+    on_bad_sample: str = "skip"
+
+    def convert(self, sample: dict, index: int) -> dict:
+        sample_id = str(sample.get("id") if sample.get("id") is not None else f"{self.source_name}#{index}")
+        try:
+            if sample.get("image"):
+                raise BadSampleError("is an image sample; Hour-LLaVA trains on videos and text")
+            video = sample.get("video") or None
+            data_source = sample.get("data_source") or ""
+            messages = conversations_to_messages(sample.get("conversations"), has_video=video is not None)
+            key = self.video_roots.video_key(video, data_source) if video else None
+            path = self.video_roots.resolve(video, data_source) if video else None
+        except (BadSampleError, VideoPathError) as error:
+            raise BadSampleError(f"Sample {sample_id!r} ({self.source_name} row {index}) {_reason(error)}") from error
+        return {
+            "id": sample_id,
+            "messages": messages,
+            "video": key,
+            "video_path": path,
+            "data_source": data_source,
+            "task_types": list(sample.get("task_types") or []),
+        }
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        rows = []
+        for offset, index in enumerate(indices):
+            sample = {column: values[offset] for column, values in batch.items()}
+            try:
+                rows.append(self.convert(sample, index))
+            except BadSampleError as error:
+                if self.on_bad_sample == "raise":
+                    raise
+                logger.warning("Skipping %s", error)
+        return {column: [row[column] for row in rows] for column in TRAINING_ROW_FEATURES}
+
+
+def _reason(error: Exception) -> str:
+    message = str(error)
+    return message if isinstance(error, BadSampleError) else f"has a bad video path: {message}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# QA tables: one question per row -> multi-turn samples of up to `max_turns` questions per video
+# ---------------------------------------------------------------------------------------------------------------
+def group_qa_rows(
+    rows: Iterable[dict], table_format: QATableFormat = QATableFormat(), source_name: str = "table"
+) -> Iterator[dict]:
+    """Group question rows by video into instruction samples of up to `table_format.max_turns` turns.
+
+    Questions keep their table order. A video's group is emitted when it is full; with `max_open_videos` set, the
+    oldest unfinished group is emitted early once more videos than that are open. Unfinished groups come last.
+    """
+    open_groups: OrderedDict[tuple[str, str], list[tuple[int, dict]]] = OrderedDict()
+    limit = table_format.max_open_videos
+    for index, row in enumerate(rows):
+        key = (row.get(table_format.data_source) or "", row.get(table_format.video) or "")
+        open_groups.setdefault(key, []).append((index, row))
+        if len(open_groups[key]) == table_format.max_turns:
+            yield _qa_group_to_sample(open_groups.pop(key), table_format, source_name)
+        elif limit is not None and len(open_groups) > limit:
+            yield _qa_group_to_sample(open_groups.popitem(last=False)[1], table_format, source_name)
+    for group in open_groups.values():
+        yield _qa_group_to_sample(group, table_format, source_name)
+
+
+def _qa_group_to_sample(group: list[tuple[int, dict]], columns: QATableFormat, source_name: str) -> dict:
+    first_index, first = group[0]
+    conversations = []
+    for turn, (_, row) in enumerate(group):
+        question = row.get(columns.question) or ""
+        conversations.append({"from": "human", "value": f"<image>\n{question}" if turn == 0 else question})
+        conversations.append({"from": "gpt", "value": row.get(columns.answer) or ""})
+    first_id = first.get(columns.id)
+    return {
+        "id": str(first_id) if first_id is not None else f"{source_name}#{first_index}",
+        "video": first.get(columns.video) or None,
+        "data_source": first.get(columns.data_source) or "",
+        "conversations": conversations,
+        "task_types": [str(row[columns.task_type]) for _, row in group if row.get(columns.task_type) is not None],
+    }
+
+
+def _grouped_samples(table, table_format: QATableFormat, source_name: str):
+    yield from group_qa_rows(iter(table), table_format, source_name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files -> datasets
+# ---------------------------------------------------------------------------------------------------------------
+def _load_file(path: str, streaming: bool) -> Dataset | IterableDataset:
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in _BUILDERS:
+        raise ValueError(f"Data file {path!r} has an unknown format; expected one of {sorted(_BUILDERS)}.")
+    kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
+    return load_dataset(_BUILDERS[extension], data_files=path, split="train", streaming=streaming, **kwargs)
+
+
+def _column_names(dataset: Dataset | IterableDataset, path: str) -> list[str]:
+    if dataset.column_names:
+        return list(dataset.column_names)
+    first = next(iter(dataset), None)  # streaming JSON does not know its columns before reading
+    if first is None:
+        raise ValueError(f"Data file {path!r} has no rows.")
+    return list(first)
+
+
+def _load_rows(
+    path: str, video_roots: VideoRoots, streaming: bool, on_bad_sample: str, table_format: QATableFormat
+) -> Dataset | IterableDataset:
+    """One instruction file or QA table as training rows."""
+    raw = _load_file(path, streaming)
+    columns = _column_names(raw, path)
+    source_name = os.path.basename(path)
+    if "conversations" in columns:
+        samples = raw
+    elif table_format.question in columns and table_format.answer in columns:
+        generator_class = IterableDataset if streaming else Dataset
+        samples = generator_class.from_generator(
+            _grouped_samples, gen_kwargs={"table": raw, "table_format": table_format, "source_name": source_name}
+        )
+        columns = ["id", "video", "data_source", "conversations", "task_types"]
+    else:
+        raise ValueError(
+            f"Data file {path!r} has columns {columns}: expected `conversations` (instruction samples) or "
+            f"`{table_format.question}` and `{table_format.answer}` (a QA table; see QATableFormat)."
+        )
+    converter = SampleConverter(video_roots, source_name, on_bad_sample)
+    rows = samples.map(
+        converter,
+        batched=True,
+        batch_size=CONVERSION_BATCH_SIZE,
+        with_indices=True,
+        remove_columns=columns,
+        features=TRAINING_ROW_FEATURES,
+    )
+    if not streaming:
+        dropped = len(samples) - len(rows)
+        if dropped:
+            logger.warning("Dropped %d of %d samples of %s (reasons above).", dropped, len(samples), path)
+    return rows
+
+
+def load_video_instruction_dataset(
+    data_files: str | list[str],
+    video_roots: VideoRoots,
+    streaming: bool = False,
+    on_bad_sample: str = "skip",
+    table_format: QATableFormat = QATableFormat(),
+) -> Dataset | IterableDataset:
+    """Load VideoMarathon / LLaVA-Video-178K instruction files and QA tables as one dataset of training rows.
+
+    Args:
+        data_files: paths of `.json`, `.jsonl`, `.csv`, `.tsv` or `.parquet` files, in either format.
+        video_roots: where the videos are (`VideoRoots`).
+        streaming: return a lazy `IterableDataset` (for the 3.3M-question scale) instead of a `Dataset`.
+        on_bad_sample: `"skip"` (warn once per sample and drop it) or `"raise"`.
+        table_format: column names of QA tables and how their questions are grouped (`QATableFormat`).
+    """
+    if on_bad_sample not in BAD_SAMPLE_POLICIES:
+        raise ValueError(f"on_bad_sample={on_bad_sample!r} is not one of {BAD_SAMPLE_POLICIES}.")
+    files = [data_files] if isinstance(data_files, str) else list(data_files)
+    if not files:
+        raise ValueError("No data files given.")
+    parts = [_load_rows(path, video_roots, streaming, on_bad_sample, table_format) for path in files]
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def dataset_videos(dataset: Dataset | IterableDataset) -> dict[str, str]:
+    """Video key -> resolved path of every video the training rows use, each once (for feature extraction)."""
+    rows = dataset.select_columns(["video", "video_path"])
+    return {row["video"]: row["video_path"] for row in rows if row["video"]}
+
+
+__all__ = [
+    "BadSampleError",
+    "QATableFormat",
+    "SampleConverter",
+    "TRAINING_ROW_FEATURES",
+    "conversations_to_messages",
+    "dataset_videos",
+    "group_qa_rows",
+    "load_video_instruction_dataset",
+]

@@ -1,0 +1,311 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""A cache of pooled vision features per video, so stage 3 skips decoding and the (frozen) vision tower.
+
+Layout: one safetensors file per video, at `<cache_dir>/<video key>.safetensors`, where the video key is the video's
+path relative to the video root (`<data_source>/<video>`, e.g. `ego4d/abc.mp4` -> `ego4d/abc.mp4.safetensors`).
+Each file holds:
+
+* `pooled_video_features`: `(T, g*g, C_vision)`, what `model.get_video_features(pixels).last_hidden_state` returns
+  (the vision tower's last layer, bilinearly pooled to `g x g`, before the projector), the model's
+  `pooled_video_features` input;
+* `timestamps`: `(T,)` float64, the time of each decoded frame in seconds;
+* header metadata: `format`, `format_version`, `video` (the key), `duration` (seconds), `num_frames` and
+  `fingerprint` (a hash of the vision tower's config and weights and the decoding settings).
+
+Writes are atomic (a temp file in the same folder, then `os.replace`), so an interrupted run leaves only whole files;
+a rerun verifies each existing file's header (it must parse, match the fingerprint and have consistent shapes) and
+skips it, and recomputes anything else. Work is split across processes by striding over the sorted video keys.
+"""
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = "hour-llava-video-features"
+CACHE_FORMAT_VERSION = "1"
+CACHE_SUFFIX = ".safetensors"
+FEATURES_KEY = "pooled_video_features"
+TIMESTAMPS_KEY = "timestamps"
+ERROR_POLICIES = ("skip", "raise")
+
+
+@dataclass
+class DecodedVideo:
+    """A video as the vision tower takes it: `(T, 3, S, S)` frames, their times and the video's duration."""
+
+    pixel_values_videos: torch.Tensor
+    timestamps: Sequence[float]
+    duration: float
+
+
+@dataclass
+class CachedVideoFeatures:
+    """One cache file's content."""
+
+    pooled_video_features: torch.Tensor
+    timestamps: torch.Tensor
+    duration: float
+    metadata: dict[str, str]
+
+    @property
+    def num_frames(self) -> int:
+        return self.pooled_video_features.shape[0]
+
+
+@dataclass
+class ExtractionReport:
+    """What one process did: files written, files found complete and skipped, and videos that failed."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def feature_cache_path(cache_dir: str | os.PathLike, video_key: str) -> Path:
+    """The cache file of the video whose key (path relative to the video root) is `video_key`."""
+    return Path(cache_dir) / f"{video_key}{CACHE_SUFFIX}"
+
+
+def vision_fingerprint(model: torch.nn.Module, decoding_settings: dict | None = None) -> str:
+    """A hash of what decides the cached features: the vision config and weights, the pool size, the decoding.
+
+    A cache written with another vision tower (say, before stage-2 training changed it) then fails verification.
+    """
+    base = getattr(model, "model", model)
+    digest = hashlib.sha256()
+    settings = {
+        "vision_config": base.config.vision_config.to_dict(),
+        "video_pool_size": base.config.video_pool_size,
+        "decoding": decoding_settings or {},
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(base.vision_tower.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def save_video_features(
+    path: str | os.PathLike,
+    pooled_video_features: torch.Tensor,
+    timestamps: Sequence[float] | torch.Tensor,
+    duration: float,
+    video_key: str,
+    fingerprint: str,
+) -> None:
+    """Write one cache file atomically: a temp file next to it, flushed to disk, then renamed over `path`."""
+    path = Path(path)
+    timestamps = torch.as_tensor(timestamps, dtype=torch.float64)
+    if pooled_video_features.dim() != 3 or timestamps.shape != (pooled_video_features.shape[0],):
+        raise ValueError(
+            f"Features of {video_key!r} must be (T, tokens, channels) with T timestamps; got "
+            f"{tuple(pooled_video_features.shape)} and {tuple(timestamps.shape)}."
+        )
+    metadata = {
+        "format": CACHE_FORMAT,
+        "format_version": CACHE_FORMAT_VERSION,
+        "video": video_key,
+        "duration": repr(float(duration)),
+        "num_frames": str(pooled_video_features.shape[0]),
+        "fingerprint": fingerprint,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tensors = {FEATURES_KEY: pooled_video_features.detach().cpu().contiguous(), TIMESTAMPS_KEY: timestamps}
+        save_file(tensors, temporary, metadata=metadata)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_video_features(path: str | os.PathLike) -> CachedVideoFeatures:
+    """Read one cache file; raises `ValueError` naming the file if it is not a complete Hour-LLaVA cache file."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            _check_metadata(metadata, path)
+            features, timestamps = handle.get_tensor(FEATURES_KEY), handle.get_tensor(TIMESTAMPS_KEY)
+    except (OSError, RuntimeError, KeyError, SafetensorError) as error:  # missing, or a header that does not parse
+        raise ValueError(f"Cannot read feature cache file {str(path)!r}: {error}") from error
+    return CachedVideoFeatures(features, timestamps, float(metadata["duration"]), metadata)
+
+
+def _check_metadata(metadata: dict[str, str], path) -> None:
+    if metadata.get("format") != CACHE_FORMAT or metadata.get("format_version") != CACHE_FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} is not an Hour-LLaVA feature cache file of version {CACHE_FORMAT_VERSION} "
+            f"(format {metadata.get('format')!r}, version {metadata.get('format_version')!r})."
+        )
+
+
+def is_complete_cache_file(path: str | os.PathLike, fingerprint: str | None = None) -> bool:
+    """Whether `path` is a whole cache file (header parses, shapes agree) written with `fingerprint` (if given).
+
+    Reads only the header, so resuming over many large files stays cheap.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            _check_metadata(metadata, path)
+            features = handle.get_slice(FEATURES_KEY).get_shape()
+            timestamps = handle.get_slice(TIMESTAMPS_KEY).get_shape()
+    except (OSError, RuntimeError, KeyError, ValueError, SafetensorError):
+        return False
+    if fingerprint is not None and metadata.get("fingerprint") != fingerprint:
+        return False
+    return len(features) == 3 and list(timestamps) == features[:1] and metadata.get("num_frames") == str(features[0])
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temp files an interrupted run left for this video (each video belongs to exactly one process)."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+
+def shard_for_process(video_keys: Sequence[str], process_index: int, num_processes: int) -> list[str]:
+    """This process's share: every `num_processes`-th key of the sorted, de-duplicated keys."""
+    if not 0 <= process_index < num_processes:
+        raise ValueError(f"process_index={process_index} is not in [0, num_processes={num_processes}).")
+    return sorted(set(video_keys))[process_index::num_processes]
+
+
+def extract_video_features(
+    videos: dict[str, str],
+    cache_dir: str | os.PathLike,
+    decode: Callable[[str], DecodedVideo],
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    fingerprint: str,
+    process_index: int = 0,
+    num_processes: int = 1,
+    overwrite: bool = False,
+    on_error: str = "skip",
+    dtype: torch.dtype = torch.float32,
+    show_progress: bool = True,
+) -> ExtractionReport:
+    """Write the cache file of each of this process's videos, skipping files already complete.
+
+    Args:
+        videos: video key -> video file path.
+        decode: video path -> `DecodedVideo` (the processor's decoding, or any function for tests).
+        encode: `(T, 3, S, S)` frames -> `(T, g*g, C)` pooled vision features (see `VisionFeatureEncoder`).
+        fingerprint: stored in every file, checked when resuming (see `vision_fingerprint`).
+        process_index, num_processes: this process's share of the sorted keys.
+        overwrite: recompute files that are already complete.
+        on_error: `"skip"` (warn with the video and the error, go on) or `"raise"`.
+        dtype: dtype the features are stored in.
+    """
+    if on_error not in ERROR_POLICIES:
+        raise ValueError(f"on_error={on_error!r} is not one of {ERROR_POLICIES}.")
+    report = ExtractionReport()
+    keys = shard_for_process(list(videos), process_index, num_processes)
+    progress = tqdm(
+        keys,
+        desc=f"Extracting features [{process_index + 1}/{num_processes}]",
+        unit="video",
+        position=process_index,
+        disable=not show_progress,
+    )
+    for key in progress:
+        path = feature_cache_path(cache_dir, key)
+        if not overwrite and is_complete_cache_file(path, fingerprint):
+            report.skipped.append(key)
+            continue
+        _remove_stale_temporaries(path)
+        try:
+            decoded = decode(videos[key])
+            features = encode(decoded.pixel_values_videos).to(dtype)
+            save_video_features(path, features, decoded.timestamps, decoded.duration, key, fingerprint)
+        except Exception as error:  # a bad video must not stop a multi-day extraction
+            if on_error == "raise":
+                raise RuntimeError(f"Feature extraction failed for video {key!r} ({videos[key]}): {error}") from error
+            logger.warning("Skipping video %r (%s): %s", key, videos[key], error)
+            report.failed[key] = str(error)
+            continue
+        report.written.append(key)
+    return report
+
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ts")
+
+
+def videos_in_folder(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> dict[str, str]:
+    """Every video file under `root` (recursively), keyed by its path relative to `root` (the cache key)."""
+    root = Path(root)
+    return {
+        path.relative_to(root).as_posix(): str(path)
+        for path in sorted(root.rglob("*"))
+        if path.suffix.lower() in extensions and path.is_file()
+    }
+
+
+class ProcessorVideoDecoder:
+    """`decode` for `extract_video_features`: the processor's own decoding, exactly what training would feed.
+
+    Args:
+        processor: an `HourLlavaProcessor` (its `video_processor` is used) or an `HourLlavaVideoProcessor`.
+        video_kwargs: video processor options (e.g. `{"fps": 1}`); keep them equal to the training run's.
+    """
+
+    def __init__(self, processor, video_kwargs: dict | None = None):
+        self.video_processor = getattr(processor, "video_processor", processor)
+        self.video_kwargs = dict(video_kwargs or {})
+
+    @property
+    def settings(self) -> dict:
+        """What decides the frames, for `vision_fingerprint`."""
+        return {**self.video_processor.to_dict(), **self.video_kwargs}
+
+    def __call__(self, path: str) -> DecodedVideo:
+        processed = self.video_processor(path, return_metadata=True, **self.video_kwargs)
+        metadata = processed["video_metadata"][0]
+        return DecodedVideo(processed["pixel_values_videos"], metadata.timestamps, metadata.duration)
+
+
+class VisionFeatureEncoder:
+    """`encode` for `extract_video_features`: a model's pooled vision features, in inference mode.
+
+    Frames stay on the CPU and go to the model's device `vision_chunk_size` at a time (default: the config's), so an
+    hour of 384x384 frames (6.4 GB of float32) never sits on the accelerator.
+    """
+
+    def __init__(self, model: torch.nn.Module, vision_chunk_size: int | None = None):
+        self.model = model.eval()
+        self.vision_chunk_size = vision_chunk_size or model.config.vision_chunk_size
+
+    @torch.inference_mode()
+    def __call__(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+        chunks = pixel_values_videos.split(self.vision_chunk_size)
+        return self.model.encode_video_stream(chunks).float().cpu()
+
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "CachedVideoFeatures",
+    "DecodedVideo",
+    "ExtractionReport",
+    "ProcessorVideoDecoder",
+    "VisionFeatureEncoder",
+    "extract_video_features",
+    "feature_cache_path",
+    "is_complete_cache_file",
+    "load_video_features",
+    "save_video_features",
+    "shard_for_process",
+    "vision_fingerprint",
+    "videos_in_folder",
+]

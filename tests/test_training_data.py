@@ -1,0 +1,190 @@
+"""VideoMarathon / LLaVA-Video instruction files and QA tables -> chat rows for the collator."""
+
+import logging
+
+import pandas as pd
+import pytest
+from datasets import Dataset, IterableDataset
+from training_helpers import instruction_sample, write_json
+
+from hour_llava.training import (
+    BadSampleError,
+    QATableFormat,
+    VideoPathError,
+    VideoRoots,
+    group_qa_rows,
+    load_video_instruction_dataset,
+)
+from hour_llava.training.data import CONVERSION_BATCH_SIZE
+
+
+def texts(message):
+    return [item["text"] for item in message["content"] if item["type"] == "text"]
+
+
+@pytest.fixture
+def roots(tmp_path):
+    return VideoRoots(root=str(tmp_path / "videos"))
+
+
+def test_instruction_json_becomes_chat_rows(tmp_path, roots):
+    qa_pairs = [("What runs? QA_GT_caption_based_noisy", "A dog."), ("Then?", "It naps.")]
+    sample = instruction_sample("s1", "clip.mp4", qa_pairs)
+    path = write_json(tmp_path / "videomarathon.json", [sample])
+    (row,) = load_video_instruction_dataset(str(path), roots)
+    assert row["id"] == "s1" and row["video"] == "src/clip.mp4"
+    assert row["video_path"] == str(tmp_path / "videos" / "src" / "clip.mp4")
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant", "user", "assistant"]
+    first = row["messages"][0]["content"]
+    assert first[0]["type"] == "video" and texts(row["messages"][0]) == ["What runs?"]
+    assert [texts(m) for m in row["messages"][1:]] == [["A dog."], ["Then?"], ["It naps."]]
+    assert all("<image>" not in t for m in row["messages"] for t in texts(m))
+
+
+def test_placeholder_inside_the_question_and_a_leading_answer(tmp_path, roots):
+    sample = {
+        "video": "a.mp4",
+        "data_source": "ego4d",
+        "conversations": [
+            {"from": "gpt", "value": "dropped"},
+            {"from": "human", "value": "Look: <image> what?"},
+            {"from": "gpt", "value": "That."},
+        ],
+    }
+    (row,) = load_video_instruction_dataset(str(write_json(tmp_path / "d.jsonl", [sample], lines=True)), roots)
+    assert row["id"] == "d.jsonl#0"
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+    assert texts(row["messages"][0]) == ["Look:  what?"]
+
+
+def test_per_source_roots_and_text_only_rows(tmp_path):
+    roots = VideoRoots.from_strings(str(tmp_path / "all"), [f"ego4d={tmp_path / 'elsewhere'}"])
+    samples = [instruction_sample("v", "x/a.mp4", [("q", "a")], "ego4d"), instruction_sample("t", None, [("hi", "yo")])]
+    video_row, text_row = load_video_instruction_dataset(str(write_json(tmp_path / "d.json", samples)), roots)
+    assert video_row["video"] == "ego4d/x/a.mp4" and video_row["video_path"] == str(tmp_path / "elsewhere/x/a.mp4")
+    assert text_row["video"] is None and text_row["messages"][0]["content"] == [{"type": "text", "text": "hi"}]
+    with pytest.raises(ValueError, match="data_source=/path"):
+        VideoRoots.from_strings(None, ["no-equals-sign"])
+
+
+@pytest.mark.parametrize(
+    "video, data_source",
+    [("../secret.mp4", ""), ("a/../../secret.mp4", "src"), ("/etc/passwd", "src"), ("a.mp4", "../other")],
+)
+def test_paths_outside_the_root_are_rejected(video, data_source):
+    with pytest.raises(VideoPathError, match="escapes|absolute"):
+        VideoRoots(root="/data").resolve(video, data_source)
+
+
+def test_no_root_for_a_source_is_named():
+    with pytest.raises(VideoPathError, match="No video root for data_source 'anet'"):
+        VideoRoots().resolve("a.mp4", "anet")
+
+
+BAD_SAMPLES = {
+    "no placeholder": instruction_sample("no-placeholder", None, [("q", "a")]) | {"video": "a.mp4"},
+    "two placeholders": instruction_sample("two", "a.mp4", [("<image> q", "a")]),
+    "unbalanced": instruction_sample("unbalanced", "a.mp4", [("q", "a")])
+    | {"conversations": [{"from": "human", "value": "<image>q"}, {"from": "human", "value": "q2"}]},
+    "no answer": instruction_sample("no-answer", "a.mp4", [("q", "a")])
+    | {"conversations": [{"from": "human", "value": "<image>q"}]},
+    "outside root": instruction_sample("outside", "../../a.mp4", [("q", "a")]),
+    "placeholder, no video": instruction_sample("orphan", None, [("<image> q", "a")]),
+    "image sample": instruction_sample("img", None, [("<image> q", "a")]) | {"image": "x.jpg"},
+    "empty answer": instruction_sample("empty", "a.mp4", [("q", "  ")]),
+    "unknown speaker": instruction_sample("who", "a.mp4", [("q", "a")])
+    | {"conversations": [{"from": "human", "value": "<image>q"}, {"from": "robot", "value": "a"}]},
+}
+REASONS = {
+    "no-placeholder": "0 video placeholders",
+    "two": "2 video placeholders",
+    "unbalanced": "unbalanced turns",
+    "no-answer": "no answer",
+    "outside": "escapes its video root",
+    "orphan": "no video",
+    "img": "image sample",
+    "empty": "turn 1 is empty",
+    "who": "unknown speaker 'robot'",
+}
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_bad_samples_are_skipped_with_one_warning_each(tmp_path, roots, caplog, streaming):
+    good = instruction_sample("good", "a.mp4", [("q", "a")])
+    path = write_json(tmp_path / "d.json", [good, *BAD_SAMPLES.values(), good | {"id": "good2"}])
+    with caplog.at_level(logging.WARNING, logger="hour_llava.training.data"):
+        rows = list(load_video_instruction_dataset(str(path), roots, streaming=streaming))
+    assert [row["id"] for row in rows] == ["good", "good2"]
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Skipping")]
+    assert len(skipped) == len(BAD_SAMPLES)
+    for (sample_id, reason), message in zip(REASONS.items(), skipped):
+        assert f"'{sample_id}'" in message and "d.json row" in message and reason in message, message
+
+
+@pytest.mark.parametrize("name", list(BAD_SAMPLES))
+def test_bad_samples_raise_on_request(tmp_path, roots, name):
+    path = write_json(tmp_path / "d.json", [BAD_SAMPLES[name]])
+    with pytest.raises(BadSampleError, match=REASONS[BAD_SAMPLES[name]["id"]]):
+        load_video_instruction_dataset(str(path), roots, on_bad_sample="raise")
+
+
+def test_streaming_is_lazy(tmp_path, roots):
+    samples = [instruction_sample(f"s{i}", f"{i}.mp4", [("q", "a")]) for i in range(CONVERSION_BATCH_SIZE)]
+    samples.append(BAD_SAMPLES["unbalanced"])  # in the second batch of conversions
+    dataset = load_video_instruction_dataset(
+        str(write_json(tmp_path / "d.jsonl", samples, lines=True)), roots, streaming=True, on_bad_sample="raise"
+    )
+    assert isinstance(dataset, IterableDataset)  # built without converting (or rejecting) anything yet
+    assert [row["id"] for row in dataset.take(3)] == ["s0", "s1", "s2"]
+    with pytest.raises(BadSampleError, match="unbalanced"):
+        list(dataset)
+
+
+QA_TABLE = pd.DataFrame(
+    {
+        "video": ["a.mp4"] * 7 + ["b.mp4"] * 2 + ["a.mp4"],
+        "data_source": ["anet"] * 10,
+        "question": [f"q{i}" for i in range(10)],
+        "answer": [f"a{i}" for i in range(10)],
+        "question_type": [f"task{i % 3}" for i in range(10)],
+    }
+)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_qa_table_is_grouped_into_five_turn_samples(tmp_path, roots, suffix, streaming):
+    path = tmp_path / f"qa{suffix}"
+    if suffix == ".csv":
+        QA_TABLE.to_csv(path, index=False)
+    elif suffix == ".parquet":
+        QA_TABLE.to_parquet(path)
+    else:
+        QA_TABLE.to_json(path, orient="records", lines=True)
+    dataset = load_video_instruction_dataset(str(path), roots, streaming=streaming)
+    assert isinstance(dataset, IterableDataset if streaming else Dataset)
+    rows = list(dataset)
+    questions = [[texts(m)[0] for m in row["messages"][::2]] for row in rows]
+    assert questions == [["q0", "q1", "q2", "q3", "q4"], ["q5", "q6", "q9"], ["q7", "q8"]]
+    assert [row["video"] for row in rows] == ["anet/a.mp4", "anet/a.mp4", "anet/b.mp4"]
+    assert rows[0]["messages"][0]["content"][0]["type"] == "video"
+    assert all(m["content"][0]["type"] == "text" for row in rows for m in row["messages"][1:])
+    assert rows[1]["task_types"] == ["task2", "task0", "task0"]
+    assert [texts(m)[0] for m in rows[2]["messages"][1::2]] == ["a7", "a8"]
+
+
+def test_grouping_bounds_open_videos_for_streaming():
+    rows = [{"video": v, "question": f"q{i}", "answer": "a"} for i, v in enumerate("aabbcab")]
+    groups = list(group_qa_rows(rows, QATableFormat(max_turns=5, max_open_videos=1)))
+    # with one open video at most, a group closes as soon as another video starts
+    assert [[t["value"].removeprefix("<image>\n") for t in g["conversations"][::2]] for g in groups] == [
+        ["q0", "q1"], ["q2", "q3"], ["q4"], ["q5"], ["q6"]
+    ]
+
+
+def test_unknown_file_format_and_columns(tmp_path, roots):
+    with pytest.raises(ValueError, match="unknown format"):
+        load_video_instruction_dataset(str(tmp_path / "data.txt"), roots)
+    pd.DataFrame({"clip": ["a"], "text": ["b"]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ValueError, match="expected `conversations`"):
+        load_video_instruction_dataset(str(tmp_path / "t.csv"), roots)

@@ -1,0 +1,180 @@
+"""Short SFTTrainer runs on a tiny model and synthetic VideoMarathon data: loss, bad rows, resume, feature cache,
+LoRA through the example script, and two processes with `accelerate launch`."""
+
+import ast
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from training_helpers import data_dir, processor, save_tiny_checkpoint, tiny_processor, training_rows  # noqa: F401
+from trl import SFTConfig
+
+from hour_llava.tiny import tiny_model as build_tiny_model
+from hour_llava.training import (
+    HourLlavaDataCollator,
+    HourLlavaSFTTrainer,
+    ProcessorVideoDecoder,
+    VisionFeatureEncoder,
+    extract_video_features,
+)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rows(data_dir, name="good.json", repeat=1):
+    return training_rows(data_dir, name, repeat)
+
+
+def sft_config(output_dir, **overrides) -> SFTConfig:
+    options = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=2,
+        learning_rate=2e-3,
+        max_steps=4,
+        logging_steps=1,
+        save_strategy="no",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+        data_seed=0,
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+    )
+    return SFTConfig(**{**options, **overrides})
+
+
+def make_trainer(model, processor, train_rows, args, collator=None, **kwargs):
+    return HourLlavaSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        processing_class=processor,
+        data_collator=collator or HourLlavaDataCollator(processor),
+        **kwargs,
+    )
+
+
+def losses(trainer) -> list[float]:
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+
+
+def test_short_sft_run_lowers_the_loss(data_dir, tiny_model, processor, tmp_path):
+    args = sft_config(tmp_path, max_steps=6, learning_rate=5e-3)
+    trainer = make_trainer(tiny_model, processor, rows(data_dir, repeat=3), args)
+    trainer.train()
+    history = losses(trainer)
+    assert len(history) == 6
+    assert sum(history[-2:]) / 2 < sum(history[:2]) / 2 - 0.5, history
+
+
+def test_a_batch_of_only_bad_rows_does_not_stop_training(data_dir, tiny_model, processor, tmp_path, caplog):
+    before = {name: p.detach().clone() for name, p in tiny_model.named_parameters()}
+    trainer = make_trainer(tiny_model, processor, rows(data_dir, "bad.json"), sft_config(tmp_path, max_steps=2))
+    with caplog.at_level(logging.WARNING):
+        trainer.train()
+    assert trainer.skipped_rows == 4 and losses(trainer) == [0.0, 0.0]
+    assert [entry["skipped_rows"] for entry in trainer.state.log_history if "loss" in entry] == [2, 4]
+    assert "Skipped 4 training rows" in caplog.text
+    assert all(torch.equal(before[name], p) for name, p in trainer.model.named_parameters())
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(data_dir, tokenizer, tmp_path):
+    train_rows = rows(data_dir, repeat=3)
+    model = build_tiny_model(tokenizer).train()
+    processor = tiny_processor(model, tokenizer)
+    args = sft_config(tmp_path / "full", max_steps=4, save_strategy="steps", save_steps=2)
+    uninterrupted = make_trainer(model, processor, train_rows, args, stage="stage2")
+    uninterrupted.train()
+    assert model.config.spatial_sampling_type == "random"  # forgetting draws from the checkpointed CPU generator
+
+    resumed = make_trainer(build_tiny_model(tokenizer), processor, train_rows, args, stage="stage2")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+    assert losses(resumed) == losses(uninterrupted)  # steps 1-2 come from the checkpoint's trainer state
+    final, expected = resumed.model.state_dict(), uninterrupted.model.state_dict()
+    assert all(torch.equal(final[name], expected[name]) for name in expected)
+
+
+def test_cached_features_train_like_raw_frames(data_dir, tokenizer, tmp_path):
+    train_rows = rows(data_dir, repeat=2)
+    model = build_tiny_model(tokenizer)
+    processor = tiny_processor(model, tokenizer)
+    videos = {row["video"]: row["video_path"] for row in train_rows}
+    decoder = ProcessorVideoDecoder(processor)
+    extract_video_features(videos, tmp_path / "cache", decoder, VisionFeatureEncoder(model), "fp", show_progress=False)
+
+    runs = {}
+    for source, cache in (("frames", None), ("cache", tmp_path / "cache")):
+        collator = HourLlavaDataCollator(processor, feature_cache_dir=cache)
+        args = sft_config(tmp_path / source, max_steps=3)
+        trainer = make_trainer(build_tiny_model(tokenizer), processor, train_rows, args, collator, stage="stage3")
+        trainer.train()
+        runs[source] = (losses(trainer), trainer.model.state_dict())
+    torch.testing.assert_close(runs["cache"][0], runs["frames"][0], rtol=1e-5, atol=1e-6)
+    for name, weight in runs["frames"][1].items():
+        torch.testing.assert_close(runs["cache"][1][name], weight, rtol=1e-4, atol=1e-6, msg=name)
+
+    with pytest.raises(ValueError, match="bypass the vision tower"):
+        collator = HourLlavaDataCollator(processor, feature_cache_dir=tmp_path / "cache")
+        make_trainer(build_tiny_model(tokenizer), processor, train_rows, sft_config(tmp_path), collator, stage=2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The example script
+# ----------------------------------------------------------------------------------------------------------------
+def script_arguments(checkpoint, data_dir, output_dir, *extra):
+    return [
+        "--model_name_or_path", str(checkpoint), "--data_files", str(data_dir / "good.json"),
+        "--video_root", str(data_dir / "videos"), "--output_dir", str(output_dir), "--max_steps", "2",
+        "--per_device_train_batch_size", "1", "--use_cpu", "--bf16", "false", "--gradient_checkpointing", "false",
+        "--report_to", "none", "--save_strategy", "no", "--learning_rate", "1e-3", *extra,
+    ]  # fmt: skip
+
+
+def load_example_script():
+    spec = importlib.util.spec_from_file_location("sft_videomarathon", REPO / "examples" / "sft_videomarathon.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_script_trains_lora_adapters(data_dir, tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "model")
+    script = load_example_script()
+    arguments = script_arguments(checkpoint, data_dir, tmp_path / "out", "--use_peft", "--lora_r", "4")
+    trainer = script.main(*script.make_parser().parse_args_and_config(arguments))
+    trained = {name for name, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in name or "modules_to_save" in name for name in trained)
+    assert any("language_model" in name and "lora_A" in name for name in trained)
+    assert not any("vision_tower" in name for name in trained)
+    assert any("memory_augmentation.modules_to_save" in name for name in trained)
+    assert (tmp_path / "out" / "adapter_config.json").exists()
+
+
+def test_accelerate_launch_with_two_processes(data_dir, tmp_path):
+    """Two ranks over gloo, as on a multi-GPU machine. (`accelerate launch --cpu` would start one process: several
+    CPU processes need `--multi_gpu`'s torchrun launcher, or mpirun.)"""
+    checkpoint = save_tiny_checkpoint(tmp_path / "model")
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO / "examples" / "sft_videomarathon.py"),
+        *script_arguments(checkpoint, data_dir, tmp_path / "out", "--stage", "stage3", "--logging_steps", "1"),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    logs = [ast.literal_eval(line) for line in result.stdout.splitlines() if line.startswith("{'loss'")]
+    # two samples, one per rank and step: each step is a whole epoch only when both ranks train
+    assert [log["epoch"] for log in logs] == ["1", "2"]
+    assert (tmp_path / "out" / "model.safetensors").exists() and (tmp_path / "out" / "processor_config.json").exists()
+    assert "pipeline_tag: video-text-to-text" in (tmp_path / "out" / "README.md").read_text()
