@@ -73,6 +73,7 @@ def test_authors_checkpoint_converts_with_identical_logits(tmp_path, tie):
     assert len(list(destination.glob("model-*.safetensors"))) > 1  # sharded as asked
     assert "model.memory_augmentation.layers.1.cross_attn.kv_proj.weight" in saved_keys
     assert not any("vision_resampler" in key or "mm_projector" in key for key in saved_keys)
+    assert not any("post_layernorm" in key for key in saved_keys)  # SigLIP's, never applied by the reference
     assert ("lm_head.weight" in saved_keys) is not tie
 
     model, tokenizer = load_converted(destination)

@@ -38,7 +38,7 @@ from .keys import (
     SIGLIP_RULES,
     RenamedTensors,
     check_tensors_fit,
-    drop_vision_layers,
+    drop_unused_vision_weights,
     rename_tensors,
 )
 from .sources import ConversionError, dtype_of, open_tensors, read_json, resolve_source, shape_of
@@ -215,10 +215,11 @@ def convert_checkpoint(
         if source_format == AUTHORS:
             config = config_from_authors(source_config, video_token_id, source_name, **config_overrides)
             renamed, fresh = rename_tensors(tensors, AUTHORS_RULES), ()
+            drop_unused_vision_weights(renamed)  # their 26 layers are the tower; extra layers are refused
         else:
             config = config_from_llava_onevision(source_config, video_token_id, source_name, **config_overrides)
             renamed, fresh = rename_tensors(tensors, LLAVA_ONEVISION_RULES), (MEMAUG_PREFIX,)
-            drop_vision_layers(renamed, config.vision_config.num_hidden_layers)
+            drop_unused_vision_weights(renamed, config.vision_config.num_hidden_layers)
         model = assemble_model(config, renamed, source_name, fresh, dtype)
     fit_vocabulary(model, tokenizer)
     model.generation_config = load_generation_config(directory, tokenizer)
@@ -256,7 +257,7 @@ def build_from_siglip_and_qwen2(
     siglip_files, lm_files = open_tensors(siglip_dir, "Opening SigLIP"), open_tensors(qwen2_dir, "Opening Qwen2")
     with siglip_files as siglip_tensors, lm_files as lm_tensors:
         renamed = rename_tensors(siglip_tensors, SIGLIP_RULES, SIGLIP_IGNORED)
-        drop_vision_layers(renamed, config.vision_config.num_hidden_layers)
+        drop_unused_vision_weights(renamed, config.vision_config.num_hidden_layers)
         rename_tensors(lm_tensors, QWEN2_RULES, into=renamed)
         model = assemble_model(config, renamed, f"{siglip} + {qwen2}", FRESH_FROM_PARTS, dtype)
     fit_vocabulary(model, tokenizer)

@@ -109,12 +109,14 @@ def rename_tensors(
     return result
 
 
-def drop_vision_layers(renamed: RenamedTensors, num_kept_layers: int) -> None:
-    """Drop the vision encoder layers from `num_kept_layers` on, and SigLIP's pooling head (Hour-LLaVA uses neither)."""
+def drop_unused_vision_weights(renamed: RenamedTensors, num_kept_layers: int | None = None) -> None:
+    """Drop what Hour-LLaVA's vision tower does not have: SigLIP's pooling head, its `post_layernorm` (the reference
+    reads the last layer's output before it), and, with `num_kept_layers`, the encoder layers from that one on."""
     layer_key = re.compile(r"^model\.vision_tower\.encoder\.layers\.(\d+)\.")
     for key in list(renamed.tensors):
         match = layer_key.match(key)
-        if key.startswith("model.vision_tower.head.") or (match and int(match.group(1)) >= num_kept_layers):
+        unused_layer = match is not None and num_kept_layers is not None and int(match.group(1)) >= num_kept_layers
+        if key.startswith(("model.vision_tower.head.", "model.vision_tower.post_layernorm.")) or unused_layer:
             renamed.drop(key)
 
 
@@ -196,6 +198,6 @@ __all__ = [
     "SIGLIP_RULES",
     "RenamedTensors",
     "check_tensors_fit",
-    "drop_vision_layers",
+    "drop_unused_vision_weights",
     "rename_tensors",
 ]
