@@ -9,9 +9,9 @@ import pytest
 import torch
 from training_helpers import instruction_sample, save_tiny_checkpoint, write_json, write_video
 
+from hour_llava.processing import EncodedVideo, HourLlavaProcessor, HourLlavaVideoMetadata
 from hour_llava.training import (
-    DecodedVideo,
-    VisionFeatureEncoder,
+    StreamingVideoEncoder,
     extract_video_features,
     feature_cache_path,
     is_complete_cache_file,
@@ -25,23 +25,21 @@ from hour_llava.training.feature_cache import shard_for_process
 VIDEOS = {f"src/clip{i}.mp4": f"/videos/src/clip{i}.mp4" for i in range(5)} | {"bad/broken.mp4": "/videos/broken"}
 
 
-class FakeDecoder:
-    """Decodes `/videos/...` to `i + 2` frames of a constant; 'broken' raises like an unreadable file."""
+class FakeEncoder:
+    """Encodes `/videos/...clip{i}.mp4` to `i + 2` frames of the constant `i + 2`; 'broken' raises like a bad file."""
 
     def __init__(self):
         self.calls = []
 
-    def __call__(self, path: str) -> DecodedVideo:
+    def __call__(self, path: str) -> EncodedVideo:
         self.calls.append(path)
         if "broken" in path:
             raise RuntimeError("moov atom not found")
         frames = int(path[-5]) + 2
-        pixels = torch.full((frames, 3, 4, 4), float(frames))
-        return DecodedVideo(pixels, [float(t) for t in range(frames)], frames - 0.5)
-
-
-def encode(pixels):
-    return pixels.mean(dim=(1, 2, 3))[:, None, None].expand(-1, 4, 8).clone()
+        metadata = HourLlavaVideoMetadata(
+            total_num_frames=frames, duration=frames - 0.5, frame_timestamps=[float(t) for t in range(frames)]
+        )
+        return EncodedVideo(torch.full((frames, 4, 8), float(frames)), metadata)
 
 
 def test_round_trip_and_layout(tmp_path):
@@ -50,9 +48,9 @@ def test_round_trip_and_layout(tmp_path):
     features = torch.randn(3, 16, 32)
     save_video_features(path, features, [0.0, 1.0, 2.5], 3.25, "ego4d/a b.mp4", "abc")
     cached = load_video_features(path)
-    assert torch.equal(cached.pooled_video_features, features) and cached.num_frames == 3
-    assert cached.timestamps.tolist() == [0.0, 1.0, 2.5] and cached.duration == 3.25
-    assert cached.metadata["video"] == "ego4d/a b.mp4" and cached.metadata["fingerprint"] == "abc"
+    assert torch.equal(cached.pooled_features, features) and cached.num_frames == 3
+    assert cached.metadata.timestamps == [0.0, 1.0, 2.5] and cached.metadata.duration == 3.25
+    assert cached.header["video"] == "ego4d/a b.mp4" and cached.header["fingerprint"] == "abc"
     assert os.listdir(path.parent) == [path.name]  # the temp file is gone
     with pytest.raises(ValueError, match="T timestamps"):
         save_video_features(path, features, [0.0], 1.0, "x", "abc")
@@ -78,13 +76,13 @@ def test_verification_rejects_partial_and_foreign_files(tmp_path):
 
 
 def test_extraction_writes_skips_and_resumes(tmp_path, caplog):
-    decoder = FakeDecoder()
-    report = extract_video_features(VIDEOS, tmp_path, decoder, encode, "fp", show_progress=False)
+    encoder = FakeEncoder()
+    report = extract_video_features(VIDEOS, tmp_path, encoder, "fp", show_progress=False)
     assert sorted(report.written) == sorted(k for k in VIDEOS if "broken" not in k)
     assert list(report.failed) == ["bad/broken.mp4"] and "moov atom" in report.failed["bad/broken.mp4"]
     assert "Skipping video 'bad/broken.mp4'" in caplog.text
     cached = load_video_features(feature_cache_path(tmp_path, "src/clip3.mp4"))
-    assert cached.num_frames == 5 and cached.duration == 4.5 and torch.all(cached.pooled_video_features == 5.0)
+    assert cached.num_frames == 5 and cached.metadata.duration == 4.5 and torch.all(cached.pooled_features == 5.0)
 
     # an interrupted run: one file cut short, one stale temp file, one file missing
     feature_cache_path(tmp_path, "src/clip1.mp4").write_bytes(b"partial")
@@ -93,21 +91,21 @@ def test_extraction_writes_skips_and_resumes(tmp_path, caplog):
     stale.with_name(f".{stale.name}.tmp-99999").write_bytes(b"junk")
     untouched = feature_cache_path(tmp_path, "src/clip0.mp4")
     before = untouched.stat().st_mtime_ns
-    decoder.calls.clear()
-    report = extract_video_features(VIDEOS, tmp_path, decoder, encode, "fp", show_progress=False)
+    encoder.calls.clear()
+    report = extract_video_features(VIDEOS, tmp_path, encoder, "fp", show_progress=False)
     assert sorted(report.written) == ["src/clip1.mp4", "src/clip2.mp4"]
     assert sorted(report.skipped) == ["src/clip0.mp4", "src/clip3.mp4", "src/clip4.mp4"]
-    assert sorted(decoder.calls) == ["/videos/broken", "/videos/src/clip1.mp4", "/videos/src/clip2.mp4"]
+    assert sorted(encoder.calls) == ["/videos/broken", "/videos/src/clip1.mp4", "/videos/src/clip2.mp4"]
     assert untouched.stat().st_mtime_ns == before
     assert sorted(os.listdir(tmp_path / "src")) == [f"clip{i}.mp4.safetensors" for i in range(5)]
 
-    report = extract_video_features(VIDEOS, tmp_path, decoder, encode, "new-model", show_progress=False)
+    report = extract_video_features(VIDEOS, tmp_path, encoder, "new-model", show_progress=False)
     assert len(report.written) == 5, "a cache from another vision tower is recomputed"
 
 
 def test_extraction_can_raise(tmp_path):
     with pytest.raises(RuntimeError, match="'bad/broken.mp4'"):
-        extract_video_features(VIDEOS, tmp_path, FakeDecoder(), encode, "fp", on_error="raise", show_progress=False)
+        extract_video_features(VIDEOS, tmp_path, FakeEncoder(), "fp", on_error="raise", show_progress=False)
 
 
 def test_shards_are_disjoint_and_cover_everything():
@@ -119,15 +117,18 @@ def test_shards_are_disjoint_and_cover_everything():
         shard_for_process(keys, 3, 3)
 
 
-def test_encoder_returns_pooled_features_before_the_projector(tiny_model):
-    pixels = torch.randn(3, 3, 32, 32)
-    features = VisionFeatureEncoder(tiny_model)(pixels)
-    config = tiny_model.config
-    assert features.shape == (3, config.video_pool_size**2, config.vision_config.hidden_size)
+def test_streaming_encoder_returns_pooled_features_before_the_projector(tmp_path, tokenizer, tiny_model):
+    video = write_video(tmp_path / "clip.mp4", seconds=20)
+    processor = HourLlavaProcessor.from_model_config(tiny_model.config, tokenizer)
+    encoded = StreamingVideoEncoder(processor, tiny_model, vision_chunk_size=3)(str(video))
+    decoded = processor.video_processor(str(video), return_metadata=True)
     with torch.no_grad():
-        expected = tiny_model.model.get_video_features(pixels).last_hidden_state
-    torch.testing.assert_close(features, expected)
-    torch.testing.assert_close(VisionFeatureEncoder(tiny_model, vision_chunk_size=2)(pixels), expected)
+        expected = tiny_model.model.get_video_features(decoded["pixel_values_videos"]).last_hidden_state
+    config = tiny_model.config
+    assert encoded.pooled_features.shape == (len(expected), config.video_pool_size**2, config.vision_config.hidden_size)
+    torch.testing.assert_close(encoded.pooled_features, expected)
+    assert encoded.metadata.timestamps == decoded["video_metadata"][0].timestamps
+    assert encoded.metadata.duration == decoded["video_metadata"][0].duration
     fingerprint = vision_fingerprint(tiny_model)
     assert fingerprint == vision_fingerprint(tiny_model.model)
     with torch.no_grad():

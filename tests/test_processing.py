@@ -217,6 +217,41 @@ def test_streamed_chunks_give_the_model_the_same_memory_as_all_pixels(processor,
     torch.testing.assert_close(logits, expected)
 
 
+def test_an_encoded_video_stands_in_for_the_decoded_one(processor, model):
+    """Cached features go back through the processor as the video: same tokens and masks, same logits, no pixels."""
+    encoded = processor.video_processor.encode_video(BIKES, model.encode_video_stream, chunk_size=50)
+    assert encoded.num_frames == 128 and encoded.metadata.duration == pytest.approx(10.0)
+    options = {"tokenize": True, "return_dict": True, "return_tensors": "pt", "return_assistant_tokens_mask": True}
+    decoded = processor.apply_chat_template(conversation(BIKES), **options)
+    cached = processor.apply_chat_template(conversation(encoded, key="video"), **options)
+    assert "pixel_values_videos" not in cached and cached["pooled_video_features"].shape[0] == 128
+    for key in ("input_ids", "attention_mask", "memaug_query_mask", "assistant_masks", "video_num_frames"):
+        assert torch.equal(cached[key], decoded[key]), key
+    with torch.no_grad():
+        inputs = lambda batch: {k: v for k, v in batch.items() if k != "assistant_masks"}  # noqa: E731
+        torch.testing.assert_close(model(**inputs(cached)).logits, model(**inputs(decoded)).logits)
+
+
+def test_an_encoded_video_is_sampled_like_a_video(processor, model):
+    encoded = processor.video_processor.encode_video(BIKES, model.encode_video_stream, min_frames=0)
+    assert encoded.metadata.timestamps == pytest.approx([float(t) for t in range(10)])
+    again = processor(text="<video>\nQ", videos=[encoded], min_frames=0, return_tensors="pt")
+    assert again["video_num_frames"].tolist() == [10]  # the same options keep every frame
+    capped = processor(text="<video>\nQ", videos=[encoded], min_frames=0, max_frames=4, return_metadata=True)
+    assert capped["video_num_frames"].tolist() == [4]
+    assert capped["video_metadata"][0].timestamps == pytest.approx([0.0, 3.0, 6.0, 9.0])
+    torch.testing.assert_close(capped["pooled_video_features"], encoded.pooled_features[[0, 3, 6, 9]])
+    assert "4 frames are uniformly sampled" in processor.decode(capped["input_ids"][0])
+
+
+def test_encoded_videos_must_match_the_placeholders_and_not_mix_with_files(processor, model):
+    encoded = processor.video_processor.encode_video(CARPHONE, model.encode_video_stream)
+    with pytest.raises(ValueError, match="1 <video> placeholders but 2 encoded videos"):
+        processor(text="<video>\nQ", videos=[encoded, encoded])
+    with pytest.raises(ValueError, match="not both"):
+        processor(text=["<video>\nQ", "<video>\nR"], videos=[encoded, CARPHONE])
+
+
 def test_model_rejects_a_processor_with_other_token_counts(tokenizer, model):
     wrong = HourLlavaProcessor.from_model_config(model.config, tokenizer, spatial_keep_tokens=9)
     inputs = wrong(text="<video>\nWhat?", videos=[CARPHONE], return_tensors="pt")

@@ -19,8 +19,7 @@ from hour_llava.tiny import tiny_model as build_tiny_model
 from hour_llava.training import (
     HourLlavaDataCollator,
     HourLlavaSFTTrainer,
-    ProcessorVideoDecoder,
-    VisionFeatureEncoder,
+    StreamingVideoEncoder,
     extract_video_features,
 )
 
@@ -109,8 +108,8 @@ def test_cached_features_train_like_raw_frames(data_dir, tokenizer, tmp_path):
     model = build_tiny_model(tokenizer)
     processor = tiny_processor(model, tokenizer)
     videos = {row["video"]: row["video_path"] for row in train_rows}
-    decoder = ProcessorVideoDecoder(processor)
-    extract_video_features(videos, tmp_path / "cache", decoder, VisionFeatureEncoder(model), "fp", show_progress=False)
+    encoder = StreamingVideoEncoder(processor, model)
+    extract_video_features(videos, tmp_path / "cache", encoder, "fp", show_progress=False)
 
     runs = {}
     for source, cache in (("frames", None), ("cache", tmp_path / "cache")):

@@ -5,11 +5,12 @@ import os
 import numpy as np
 import torch
 
-from hour_llava.video_cache import CachedVideo, VideoFeatureCache, video_cache_key
+from hour_llava.processing import EncodedVideo
+from hour_llava.video_cache import VideoFeatureCache, video_cache_key
 
 
-def entry(num_frames: int) -> CachedVideo:
-    return CachedVideo(torch.zeros(num_frames, 4, 5), metadata=None)  # 80 bytes a frame
+def entry(num_frames: int) -> EncodedVideo:
+    return EncodedVideo(torch.zeros(num_frames, 4, 5), metadata=None)  # 80 bytes a frame
 
 
 def test_least_recently_used_entries_go_first():

@@ -18,10 +18,9 @@ with `trust_remote_code=True` where hour_llava is not installed: it imports only
 `video_cache`.
 """
 
-import dataclasses
 import enum
 import os
-from collections.abc import Iterator, Sequence, Sized
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +31,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
-from .video_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_VIDEOS, CachedVideo, VideoFeatureCache, video_cache_key
+from .video_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_VIDEOS, VideoFeatureCache, video_cache_key
 
 
 logger = logging.get_logger(__name__)
@@ -214,63 +213,40 @@ class VideoTextToTextPipeline(Pipeline):
         )
 
     def encode(self, prompt: str, video: Any, video_options: dict) -> dict:
-        """Token ids (with the video's placeholder expanded) and the pooled features of one sample's video."""
+        """Token ids (with the video's placeholder expanded) and the pooled features of one sample's video.
+
+        The video goes to the processor already encoded (from the cache, or streamed through the vision tower now),
+        so the processor expands and masks the prompt exactly as for the decoded video, without pixels.
+        """
         if video is None:
             encoding = self.processor(text=[prompt], return_tensors="pt")
-            return self.check_context_length({**encoding, "videos": []}, video_name=None)
+            return self.check_context_length(dict(encoding), video_name=None)
         if isinstance(video, os.PathLike):
             video = os.fspath(video)  # transformers' video batching does not recognise `pathlib.Path`
-        features = self.video_features(video, video_options)
-        replacement = self.processor.replace_video_token(
-            {"video_num_frames": [features.num_frames], "video_metadata": [features.metadata]},
-            0,
-            **{name: video_options[name] for name in TEXT_OPTIONS if name in video_options},
-        )
-        text = prompt.replace(self.processor.video_token, replacement, 1)
-        encoding = dict(self.processor.tokenizer([text], return_tensors="pt"))
-        encoding["memaug_query_mask"] = torch.tensor(
-            self.processor.memaug_query_mask(encoding["input_ids"], encoding["attention_mask"]), dtype=torch.long
-        )
-        return self.check_context_length({**encoding, "videos": [features]}, video_name=describe_video(video))
+        encoded = self.encoded_video(video, video_options)
+        encoding = self.processor(text=[prompt], videos=[encoded], return_tensors="pt", **video_options)
+        return self.check_context_length(dict(encoding), video_name=describe_video(video))
 
-    def video_features(self, video: Any, video_options: dict) -> CachedVideo:
+    def encoded_video(self, video: Any, video_options: dict):
         """The video's pooled features and metadata: from the cache, or decoded and encoded now (then cached)."""
         decoding = {name: value for name, value in video_options.items() if name in DECODING_OPTIONS}
         cache_key = video_cache_key(video, decoding)
-        features = self.video_cache.get(cache_key)
-        if features is None:
-            features = self.encode_video(video, decoding)
-            self.video_cache.put(cache_key, features)
-        return features
+        encoded = self.video_cache.get(cache_key)
+        if encoded is None:
+            encoded = self.encode_video(video, decoding)
+            self.video_cache.put(cache_key, encoded)
+        return encoded
 
-    def encode_video(self, video: Any, decoding: dict) -> CachedVideo:
+    def encode_video(self, video: Any, decoding: dict):
         """Stream `video` through the vision tower, one chunk of `vision_chunk_size` frames at a time.
 
         The chunks hold exactly the pixels `processor(videos=...)` returns and the tower sees the same batches, so
-        the result equals `model.get_video_features(pixel_values_videos).last_hidden_state`. The metadata that the
-        time instruction needs (duration, times of the decoded frames) comes from a one-frame probe plus the chunks.
+        the features equal `model.get_video_features(pixel_values_videos).last_hidden_state`.
         """
-        video_processor, name = self.processor.video_processor, describe_video(video)
-        probe_options = {key: value for key, value in decoding.items() if key not in ("fps", "num_frames")}
-        probe_options.update(num_frames=1, do_sample_frames=True, return_metadata=True)
-        try:
-            [probe] = video_processor(video, **probe_options)["video_metadata"]
-        except Exception as error:  # PyAV and the processor raise several types; all mean "cannot read this video"
-            raise unreadable_video(name, error) from error
-
-        timestamps, frame_indices = [], []
-
-        def pixel_chunks():
-            chunk_size = self.model.config.vision_chunk_size
-            for chunk in reading(video_processor.iter_video_chunks(video, chunk_size=chunk_size, **decoding), name):
-                timestamps.extend(chunk.timestamps.tolist())
-                frame_indices.extend(chunk.frame_indices.tolist())
-                yield chunk.pixel_values
-
         with self.device_placement(), self.get_inference_context()():
-            pooled = self.model.encode_video_stream(pixel_chunks())
-        metadata = dataclasses.replace(probe, frames_indices=frame_indices, frame_timestamps=timestamps)
-        return CachedVideo(pooled, metadata)
+            return self.processor.video_processor.encode_video(
+                video, self.model.encode_video_stream, chunk_size=self.model.config.vision_chunk_size, **decoding
+            )
 
     def check_context_length(self, model_inputs: dict, video_name: str | None) -> dict:
         """Refuse a prompt longer than the language model's context, naming both numbers."""
@@ -309,7 +285,10 @@ class VideoTextToTextPipeline(Pipeline):
             key: torch.cat([pad_left(item[key], length, value) for item in items])
             for key, value in pad_values.items()
         }
-        batch["videos"] = [video for item in items for video in item["videos"]]
+        with_video = [item for item in items if "pooled_video_features" in item]
+        if with_video:
+            batch["pooled_video_features"] = torch.cat([item["pooled_video_features"] for item in with_video])
+            batch["video_num_frames"] = torch.cat([item["video_num_frames"] for item in with_video])
         batch["input_text"] = [item["input_text"] for item in items]
         return batch
 
@@ -320,11 +299,6 @@ class VideoTextToTextPipeline(Pipeline):
         if "input_text" in model_inputs and not isinstance(model_inputs["input_text"], list):  # batch_size=1 path
             model_inputs = self.collate([model_inputs])
         input_text = model_inputs.pop("input_text")
-        videos = model_inputs.pop("videos")
-        if videos:
-            pooled = [video.pooled_features.to(self.device) for video in videos]
-            model_inputs["pooled_video_features"] = torch.cat(pooled)
-            model_inputs["video_num_frames"] = torch.tensor([video.num_frames for video in videos], device=self.device)
         generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
         input_ids = model_inputs["input_ids"]
         sequences = self.model.generate(**model_inputs, **generate_kwargs)
@@ -427,18 +401,6 @@ def video_of_chat(messages: Sequence[dict]) -> Any:
     if videos and videos[0] is None:
         raise ValueError("A video block of the chat has no 'path', 'url' or 'video'.")
     return videos[0] if videos else None
-
-
-def reading(chunks: Iterator, name: str) -> Iterator:
-    """The items of `chunks`, a decoding failure on the way turned into a `ValueError` naming the video."""
-    try:
-        yield from chunks
-    except Exception as error:  # PyAV and the processor raise several types; all mean "cannot read this video"
-        raise unreadable_video(name, error) from error
-
-
-def unreadable_video(name: str, error: Exception) -> ValueError:
-    return ValueError(f"The processor could not read the video {name}: {error}")
 
 
 def describe_video(video: Any) -> str:

@@ -14,7 +14,6 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,32 +24,12 @@ DEFAULT_MAX_VIDEOS = 8
 DEFAULT_MAX_BYTES = 4 * 2**30  # an hour of so400m features (3600 x 64 x 1152) is 1.06 GB in fp32, 0.53 GB in bf16
 
 
-@dataclass
-class CachedVideo:
-    """What another question about a video needs: its pooled features and the numbers of its time instruction.
-
-    Attributes:
-        pooled_features: `(T, g*g, C_vision)` pooled vision features of the sampled frames, before the projector.
-        metadata: the processor's metadata of the sampled frames (duration, timestamps).
-    """
-
-    pooled_features: torch.Tensor
-    metadata: Any
-
-    @property
-    def num_frames(self) -> int:
-        return self.pooled_features.shape[0]
-
-    @property
-    def nbytes(self) -> int:
-        return self.pooled_features.numel() * self.pooled_features.element_size()
-
-
 class VideoFeatureCache:
-    """LRU cache of `CachedVideo`s, bounded by `max_videos` entries and `max_bytes` of features.
+    """LRU cache of encoded videos, bounded by `max_videos` entries and `max_bytes` of features.
 
-    An entry larger than `max_bytes` is not stored. `max_videos=0` disables caching. `hits` and `misses` count
-    lookups, for benchmarks and tests.
+    An entry is what `HourLlavaVideoProcessor.encode_video` returns (any object with `pooled_features` and
+    `metadata`): the processor takes it back as the video. An entry larger than `max_bytes` is not stored.
+    `max_videos=0` disables caching. `hits` and `misses` count lookups, for benchmarks and tests.
     """
 
     def __init__(self, max_videos: int = DEFAULT_MAX_VIDEOS, max_bytes: int | None = DEFAULT_MAX_BYTES):
@@ -58,7 +37,7 @@ class VideoFeatureCache:
             raise ValueError(f"max_videos={max_videos} and max_bytes={max_bytes} must not be negative.")
         self.max_videos = max_videos
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, CachedVideo] = OrderedDict()
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -70,13 +49,13 @@ class VideoFeatureCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(entry.nbytes for entry in self._entries.values())
+        return sum(feature_bytes(entry) for entry in self._entries.values())
 
-    def entries(self) -> list[CachedVideo]:
+    def entries(self) -> list:
         """The cached videos, least recently used first."""
         return list(self._entries.values())
 
-    def get(self, key: Hashable | None) -> CachedVideo | None:
+    def get(self, key: Hashable | None):
         """The entry for `key` (now the most recently used), or None; a None key never hits."""
         entry = self._entries.get(key) if key is not None else None
         if entry is None:
@@ -86,9 +65,10 @@ class VideoFeatureCache:
         self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: Hashable | None, entry: CachedVideo) -> None:
+    def put(self, key: Hashable | None, entry) -> None:
         """Store `entry` under `key`, then evict least recently used entries beyond the limits."""
-        if key is None or self.max_videos == 0 or (self.max_bytes is not None and entry.nbytes > self.max_bytes):
+        too_big = self.max_bytes is not None and feature_bytes(entry) > self.max_bytes
+        if key is None or self.max_videos == 0 or too_big:
             return
         self._entries[key] = entry
         self._entries.move_to_end(key)
@@ -97,6 +77,10 @@ class VideoFeatureCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def feature_bytes(entry) -> int:
+    return entry.pooled_features.numel() * entry.pooled_features.element_size()
 
 
 def settings_key(settings: Mapping[str, Any]) -> tuple:
@@ -152,4 +136,4 @@ def frame_digest(frame: Any) -> str | None:
     return digest.hexdigest()
 
 
-__all__ = ["CachedVideo", "VideoFeatureCache", "content_digest", "settings_key", "video_cache_key"]
+__all__ = ["VideoFeatureCache", "content_digest", "feature_bytes", "settings_key", "video_cache_key"]

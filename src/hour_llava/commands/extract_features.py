@@ -40,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..training import VideoRoots, dataset_videos, load_video_instruction_dataset
     from ..training.feature_cache import (
-        ProcessorVideoDecoder,
-        VisionFeatureEncoder,
+        StreamingVideoEncoder,
         extract_video_features,
         videos_in_folder,
         vision_fingerprint,
@@ -61,13 +60,12 @@ def run(args: argparse.Namespace) -> int:
     model = AutoModelForImageTextToText.from_pretrained(args.model).to(state.device)
     processor = AutoProcessor.from_pretrained(args.processor or args.model)
     video_kwargs = {"max_frames": args.max_frames} if args.max_frames else {}
-    decoder = ProcessorVideoDecoder(processor, video_kwargs)
+    encoder = StreamingVideoEncoder(processor, model, video_kwargs)
     report = extract_video_features(
         videos,
         args.output_dir,
-        decode=decoder,
-        encode=VisionFeatureEncoder(model),
-        fingerprint=vision_fingerprint(model, decoder.settings),
+        encode_video=encoder,
+        fingerprint=vision_fingerprint(model, encoder.settings),
         process_index=shard_index,
         num_processes=num_shards,
         overwrite=args.overwrite,

@@ -10,10 +10,11 @@ from .video_decoding import (
     open_video,
     sample_frame_indices,
 )
-from .video_processing_hour_llava import HourLlavaVideoProcessor
+from .video_processing_hour_llava import EncodedVideo, HourLlavaVideoProcessor
 
 
 __all__ = [
+    "EncodedVideo",
     "HourLlavaProcessor",
     "HourLlavaVideoMetadata",
     "HourLlavaVideoProcessor",

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
-from .video_processing_hour_llava import HourLlavaVideoProcessor, HourLlavaVideoProcessorKwargs
+from .video_processing_hour_llava import HourLlavaVideoProcessor, HourLlavaVideoProcessorKwargs, encoded_videos
 
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -201,7 +201,6 @@ class HourLlavaProcessor(ProcessorMixin):
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
         if images is not None or audio is not None:
             raise ValueError("HourLlavaProcessor takes `text` and `videos`; `images` and `audio` are not supported.")
-        super().validate_inputs(text=text, videos=videos, **kwargs)
         for index, sample in enumerate(text or []):
             if sample.count(self.video_token) > 1:
                 raise ValueError(
@@ -209,6 +208,15 @@ class HourLlavaProcessor(ProcessorMixin):
                     "Hour-LLaVA takes at most one video per sample (ask several questions about it in one turn or "
                     "over several turns instead)."
                 )
+        encoded = encoded_videos(videos) if videos is not None else None
+        if encoded is None or text is None:
+            return super().validate_inputs(text=text, videos=videos, **kwargs)
+        placeholders = sum(sample.count(self.video_token) for sample in text)
+        if placeholders != len(encoded):  # transformers' own check cannot batch encoded videos
+            raise ValueError(
+                f"The text has {placeholders} {self.video_token} placeholders but {len(encoded)} encoded videos were "
+                "passed; give one video per placeholder."
+            )
 
     # ------------------------------------------------------------------------------------------------------------------
     # Call
@@ -227,7 +235,7 @@ class HourLlavaProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        return [*super().model_input_names, "memaug_query_mask"]
+        return [*super().model_input_names, "pooled_video_features", "memaug_query_mask"]
 
     def memaug_query_mask(self, input_ids, attention_mask=None) -> list[list[int]]:
         """1 for the text tokens that join MemAug's query, 0 elsewhere, per sample of `input_ids` `(B, L)`.

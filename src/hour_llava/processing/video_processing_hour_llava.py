@@ -5,7 +5,9 @@ This file is copied next to saved checkpoints for `trust_remote_code=True` loadi
 and siblings of this folder.
 """
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +29,53 @@ from .video_decoding import (
     open_video,
     sample_frame_indices,
 )
+
+
+class EncodedVideo:
+    """A video already through the vision tower: the pooled features of its sampled frames and their metadata.
+
+    Pass it wherever a video goes (`processor(videos=...)`, `{"type": "video", "video": encoded}` in a chat): the
+    processor expands the placeholder from the frames' count and times as for the decoded video, and returns
+    `pooled_video_features` instead of `pixel_values_videos`, so a cached video is never decoded again. Any object
+    with `pooled_features` and `metadata` attributes is taken the same way (remote-code modules cannot share
+    classes).
+
+    A plain class rather than a dataclass: transformers turns dataclasses inside chat messages into dicts.
+
+    Attributes:
+        pooled_features: `(T, g*g, C_vision)` pooled vision features, before the projector.
+        metadata: the frames' metadata; the time instruction reads `timestamps` (seconds) and `duration`.
+    """
+
+    def __init__(self, pooled_features: torch.Tensor, metadata: Any):
+        self.pooled_features = pooled_features
+        self.metadata = metadata
+
+    def __repr__(self) -> str:
+        return f"EncodedVideo(frames={self.num_frames}, duration={self.metadata.duration})"
+
+    @property
+    def num_frames(self) -> int:
+        return self.pooled_features.shape[0]
+
+
+def is_encoded_video(video) -> bool:
+    return hasattr(video, "pooled_features") and hasattr(video, "metadata")
+
+
+def encoded_videos(videos) -> list | None:
+    """`videos` flattened to a list when they are encoded videos, `None` when none is; mixing both is an error."""
+    if is_encoded_video(videos):
+        return [videos]
+    if not isinstance(videos, (list, tuple)):
+        return None
+    flat = [item for entry in videos for item in (encoded_videos(entry) or [entry])]
+    encoded = [is_encoded_video(item) for item in flat]
+    if not any(encoded):
+        return None
+    if not all(encoded):
+        raise ValueError("Pass either encoded videos (pooled features) or videos to decode in one call, not both.")
+    return flat
 
 
 class HourLlavaVideoProcessorKwargs(VideosKwargs, total=False):
@@ -134,6 +183,9 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         so that no frame is kept at full resolution); the options are resolved as in the base class.
         """
         options = self._resolve_options(kwargs)
+        encoded = encoded_videos(videos)
+        if encoded is not None:
+            return self._select_encoded_frames(encoded, options)
         videos = make_batched_videos(videos)
         user_metadata = self._per_video_metadata(options.pop("video_metadata"), len(videos))
         pixel_values, metadata = [], []
@@ -145,16 +197,7 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         sizes = {tuple(frames.shape[-2:]) for frames in pixel_values}
         if len(sizes) > 1:
             raise ValueError(f"Videos of different frame sizes {sorted(sizes)} cannot be stacked; resize them.")
-        data = {
-            "pixel_values_videos": pixel_values[0] if len(pixel_values) == 1 else torch.cat(pixel_values),
-            "video_num_frames": torch.tensor([len(frames) for frames in pixel_values], dtype=torch.long),
-        }
-        if options["device"] is not None:
-            data = {key: value.to(options["device"]) for key, value in data.items()}
-        output = BatchFeature(data=data, tensor_type=options["return_tensors"])
-        if options["return_metadata"]:
-            output["video_metadata"] = metadata
-        return output
+        return self._batch_output("pixel_values_videos", pixel_values, metadata, options)
 
     def iter_video_chunks(
         self, video, chunk_size: int = DEFAULT_CHUNK_SIZE, **kwargs: Unpack[HourLlavaVideoProcessorKwargs]
@@ -168,6 +211,70 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         [video_metadata] = self._per_video_metadata(options.pop("video_metadata"), 1)
         source, indices = self._open_and_sample(video, video_metadata, options)
         yield from source.iter_chunks(indices, chunk_size=chunk_size, **self._decoding_options(options))
+
+    def encode_video(
+        self,
+        video,
+        encode_chunks: Callable[[Iterable[torch.Tensor]], torch.Tensor],
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        **kwargs: Unpack[HourLlavaVideoProcessorKwargs],
+    ) -> EncodedVideo:
+        """Decode `video` chunk by chunk into `encode_chunks` (e.g. `model.encode_video_stream`): an `EncodedVideo`.
+
+        Only one chunk of pixels exists at a time, whatever the video's length; the result holds the pooled features
+        and the metadata of exactly the frames decoded, ready to be cached and passed back as a video.
+        """
+        options = self._resolve_options(kwargs)
+        [video_metadata] = self._per_video_metadata(options.pop("video_metadata"), 1)
+        source, indices = self._open_and_sample(video, video_metadata, options)
+        decoded_indices, timestamps = [], []
+
+        def pixel_chunks() -> Iterator[torch.Tensor]:
+            for chunk in source.iter_chunks(indices, chunk_size=chunk_size, **self._decoding_options(options)):
+                decoded_indices.extend(chunk.frame_indices.tolist())
+                timestamps.extend(chunk.timestamps.tolist())
+                yield chunk.pixel_values
+
+        pooled_features = encode_chunks(pixel_chunks())
+        if not decoded_indices:
+            raise ValueError(f"No frame of {source.name} could be decoded.")
+        return EncodedVideo(pooled_features, source.metadata(decoded_indices, timestamps))
+
+    def _select_encoded_frames(self, videos: list, options: dict) -> BatchFeature:
+        """Encoded videos pass their pooled features through, sampled by the call's options over their frame times.
+
+        Their frames were sampled when they were encoded, so with the same options every frame is kept again (1 FPS
+        picks of 1 FPS times are all of them); a frame cap (`max_frames`, `num_frames`) or a lower `fps` thins them.
+        """
+        pooled, metadata = [], []
+        for video in videos:
+            times = np.asarray(video.metadata.timestamps, dtype=np.float64)
+            keep = np.arange(len(times))
+            if options["do_sample_frames"] and len(times):
+                keep = sample_frame_indices(
+                    times - times[0],
+                    fps=options["fps"],
+                    min_frames=options["min_frames"],
+                    max_frames=options["max_frames"],
+                    num_frames=options["num_frames"],
+                )
+            pooled.append(video.pooled_features[torch.as_tensor(keep, dtype=torch.long)])
+            metadata.append(_select_frames(video.metadata, keep))
+        return self._batch_output("pooled_video_features", pooled, metadata, options)
+
+    @staticmethod
+    def _batch_output(key: str, per_video: list[torch.Tensor], metadata: list, options: dict) -> BatchFeature:
+        """Videos concatenated along frames under `key`, with `video_num_frames` (and metadata when asked for)."""
+        data = {
+            key: per_video[0] if len(per_video) == 1 else torch.cat(per_video),
+            "video_num_frames": torch.tensor([len(frames) for frames in per_video], dtype=torch.long),
+        }
+        if options["device"] is not None:
+            data = {name: value.to(options["device"]) for name, value in data.items()}
+        output = BatchFeature(data=data, tensor_type=options["return_tensors"])
+        if options["return_metadata"]:
+            output["video_metadata"] = metadata
+        return output
 
     def _resolve_options(self, kwargs: dict) -> dict:
         """Call kwargs over instance defaults, validated and standardised as the base class does."""
@@ -254,4 +361,16 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         return pixel_values[: len(decoded_indices)], source.metadata(decoded_indices, timestamps)
 
 
-__all__ = ["HourLlavaVideoProcessor"]
+def _select_frames(metadata, keep: np.ndarray):
+    """`metadata` restricted to the frames at positions `keep` (all of them: returned as is)."""
+    if len(keep) == len(metadata.timestamps):
+        return metadata
+    timestamps = [metadata.timestamps[i] for i in keep]
+    if dataclasses.is_dataclass(metadata) and hasattr(metadata, "frame_timestamps"):
+        indices = getattr(metadata, "frames_indices", None)
+        indices = [indices[i] for i in keep] if indices is not None else None
+        return dataclasses.replace(metadata, frame_timestamps=timestamps, frames_indices=indices)
+    return HourLlavaVideoMetadata(total_num_frames=len(keep), duration=metadata.duration, frame_timestamps=timestamps)
+
+
+__all__ = ["EncodedVideo", "HourLlavaVideoProcessor"]

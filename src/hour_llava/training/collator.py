@@ -1,25 +1,21 @@
 # Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
 """`HourLlavaDataCollator`: training rows (see `hour_llava.training.data`) -> Hour-LLaVA model inputs for `SFTTrainer`.
 
-Per row, the collator
+Per row, the collator puts the row's video into its chat (the file, decoded by the processor; or, with a feature
+cache, the pooled vision features read from disk as an `EncodedVideo`, so no decoding and no vision tower) and calls
+the processor's `apply_chat_template`, which expands `<video>` (the decayed-token count and the time instruction),
+tokenizes, builds `memaug_query_mask` (system and user text only, as the checkpoints trained) and marks the
+assistant tokens. Cached and decoded videos take the same path, so they give the same `input_ids`.
 
-1. gets the video: decoded by the processor's video processor (1 FPS, resized, normalised), or, with a feature cache,
-   its pooled vision features read from disk (no decoding, no vision tower);
-2. renders the chat with the processor's template and expands `<video>` with the processor's own
-   `replace_video_token` (the decayed-token count and the time instruction, from the frame count and duration);
-3. tokenizes, and takes the processor's `memaug_query_mask` (system and user text only, as the checkpoints trained);
-4. builds the labels: **only the tokens inside the template's `{% generation %}` spans are supervised**, that is
-   every assistant turn's content and its closing `<|im_end|>`; the `<|im_start|>assistant\\n` header, the newline
-   after `<|im_end|>`, the system and user turns, the video tokens and the padding are -100.
-
-Cached and decoded videos go through the same text path, so both give the same `input_ids` for the same frames.
+**Only the tokens inside the template's `{% generation %}` spans are supervised**: every assistant turn's content and
+its closing `<|im_end|>`. The `<|im_start|>assistant\n` header, the newline after `<|im_end|>`, the system and user
+turns, the video tokens and the padding are -100.
 
 A row whose video is missing or cannot be decoded (or has no cached features, or is longer than `max_length`) is
 skipped with one warning line and counted in `skipped_rows`; with `on_bad_video="raise"` it raises instead. A batch
 whose every row was skipped becomes a one-token batch without supervised tokens, so the step computes a zero loss.
 """
 
-import bisect
 import logging
 import os
 from collections import Counter
@@ -28,9 +24,7 @@ from typing import Any
 
 import av
 import torch
-from transformers.utils.chat_template_utils import render_jinja_template
 
-from ..processing.video_decoding import sample_frame_indices
 from .feature_cache import feature_cache_path, load_video_features
 
 
@@ -49,18 +43,6 @@ class UnusableRowError(ValueError):
     def __init__(self, row_name: str, reason: str, details: str):
         super().__init__(f"{row_name}: {reason} ({details})")
         self.reason = reason
-
-
-@dataclass
-class VideoTimeline:
-    """What the time instruction needs of a video, for cached features (duck-types the processor's metadata)."""
-
-    duration: float
-    timestamps: list[float]
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.timestamps)
 
 
 @dataclass
@@ -164,55 +146,47 @@ class HourLlavaDataCollator:
     def encode_row(self, row: dict) -> EncodedRow:
         """Token ids, labels, MemAug query mask and video tensor of one row; `UnusableRowError` if it cannot be."""
         name = f"row {row.get('id')!r}"
-        visual, timeline = self.load_video(row, name) if row.get("video") else (None, None)
         messages = _clean_messages(row["messages"])
-        (prompt,), (spans,) = render_jinja_template(
-            conversations=[messages],
-            chat_template=self.processor.chat_template,
-            return_assistant_tokens_mask=True,
-            **self.processor.tokenizer.special_tokens_map,
-        )
-        replacements = []
-        if visual is not None:
-            video_inputs = {"video_num_frames": [len(visual)], "video_metadata": [timeline]}
-            replacements.append(self.processor.replace_video_token(video_inputs, 0))
-        (text,), (offsets,) = self.processor.get_text_with_replacements([prompt], videos_replacements=replacements)
-        tokens = self.processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        input_ids = tokens["input_ids"]
+        video = self.video_of(row, name) if row.get("video") else None
+        if video is not None:
+            messages = _with_video(messages, video)
+        try:
+            encoded = self.processor.apply_chat_template(
+                messages,
+                tokenize=True,
+                return_dict=True,
+                return_assistant_tokens_mask=True,
+                processor_kwargs=dict(self.video_kwargs),
+            )
+        except VIDEO_READ_ERRORS as error:
+            if video is None:
+                raise
+            raise UnusableRowError(name, "unreadable video", f"{row.get('video_path')}: {error}") from error
+        input_ids = encoded["input_ids"][0]
         if self.max_length is not None and len(input_ids) > self.max_length:
             raise UnusableRowError(name, "longer than max_length", f"{len(input_ids)} > {self.max_length} tokens")
-        supervised = _tokens_in_spans(tokens["offset_mapping"], _shift_spans(spans, offsets))
-        labels = [token if keep else IGNORE_INDEX for token, keep in zip(input_ids, supervised)]
-        query_mask = self.processor.memaug_query_mask([input_ids])[0]
-        return EncodedRow(input_ids, labels, query_mask, visual)
+        labels = [token if supervised else IGNORE_INDEX for token, supervised in zip(input_ids, encoded["assistant_masks"][0])]
+        visual = encoded.get("pooled_video_features", encoded.get("pixel_values_videos"))
+        return EncodedRow(input_ids, labels, encoded["memaug_query_mask"][0], visual)
 
-    def load_video(self, row: dict, name: str) -> tuple[torch.Tensor, Any]:
-        """The row's frames (or cached pooled features) and its timeline (duration and frame timestamps)."""
+    def video_of(self, row: dict, name: str) -> Any:
+        """The row's video as the processor takes it: its file path, or its cached features (an `EncodedVideo`)."""
         if self.feature_cache_dir is not None:
             return self.load_cached_features(row, name)
         path = row.get("video_path")
         if not path or not os.path.isfile(path):
             raise UnusableRowError(name, "missing video", f"no file at {path}")
-        try:
-            processed = self.processor.video_processor(path, return_metadata=True, **self.video_kwargs)
-        except VIDEO_READ_ERRORS as error:
-            raise UnusableRowError(name, "unreadable video", f"{path}: {error}") from error
-        return processed["pixel_values_videos"], processed["video_metadata"][0]
+        return path
 
-    def load_cached_features(self, row: dict, name: str) -> tuple[torch.Tensor, VideoTimeline]:
+    def load_cached_features(self, row: dict, name: str):
         path = feature_cache_path(self.feature_cache_dir, row["video"])
         if not path.is_file():
             details = f"no file at {path}; run hour-llava extract-features"
             raise UnusableRowError(name, "missing cached features", details)
         try:
-            cached = load_video_features(path)
+            return load_video_features(path)
         except ValueError as error:
             raise UnusableRowError(name, "unreadable cached features", str(error)) from error
-        keep = sample_frame_indices(
-            cached.timestamps.numpy(), fps=None, min_frames=0, max_frames=self.video_kwargs.get("max_frames")
-        )
-        timestamps = cached.timestamps[keep].tolist()
-        return cached.pooled_video_features[keep], VideoTimeline(cached.duration, timestamps)
 
 
 def _clean_messages(messages: list[dict]) -> list[dict]:
@@ -224,17 +198,12 @@ def _clean_messages(messages: list[dict]) -> list[dict]:
     return cleaned
 
 
-def _shift_spans(spans: list[tuple[int, int]], replacements: list[dict]) -> list[tuple[int, int]]:
-    """Character spans of the rendered prompt moved past the expanded video placeholders before them."""
-    ends = [replacement["span"][1] for replacement in replacements]
-    # `new_span` already includes the growth of earlier replacements, so these are running totals
-    gained = [0] + [replacement["new_span"][1] - replacement["span"][1] for replacement in replacements]
-    return [tuple(char + gained[bisect.bisect_right(ends, char)] for char in span) for span in spans]
+def _with_video(messages: list[dict], video: Any) -> list[dict]:
+    """`messages` with `video` in its (first) video block, for the processor to decode or pass through."""
+    return [
+        {**message, "content": [{**item, "video": video} if item["type"] == "video" else item for item in message["content"]]}
+        for message in messages
+    ]
 
 
-def _tokens_in_spans(offset_mapping: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
-    """For each token, whether its characters overlap one of `spans`."""
-    return [any(start < stop and end > begin for begin, stop in spans) for start, end in offset_mapping]
-
-
-__all__ = ["HourLlavaDataCollator", "IGNORE_INDEX", "UnusableRowError", "VideoTimeline"]
+__all__ = ["HourLlavaDataCollator", "IGNORE_INDEX", "UnusableRowError"]

@@ -30,6 +30,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ..processing import EncodedVideo, HourLlavaVideoMetadata
+
 
 logger = logging.getLogger(__name__)
 
@@ -41,27 +43,12 @@ TIMESTAMPS_KEY = "timestamps"
 ERROR_POLICIES = ("skip", "raise")
 
 
-@dataclass
-class DecodedVideo:
-    """A video as the vision tower takes it: `(T, 3, S, S)` frames, their times and the video's duration."""
+class CachedVideoFeatures(EncodedVideo):
+    """One cache file's content: an `EncodedVideo` (pass it to the processor as the video) plus the file's header."""
 
-    pixel_values_videos: torch.Tensor
-    timestamps: Sequence[float]
-    duration: float
-
-
-@dataclass
-class CachedVideoFeatures:
-    """One cache file's content."""
-
-    pooled_video_features: torch.Tensor
-    timestamps: torch.Tensor
-    duration: float
-    metadata: dict[str, str]
-
-    @property
-    def num_frames(self) -> int:
-        return self.pooled_video_features.shape[0]
+    def __init__(self, pooled_features: torch.Tensor, metadata: HourLlavaVideoMetadata, header: dict[str, str]):
+        super().__init__(pooled_features, metadata)
+        self.header = header
 
 
 @dataclass
@@ -107,7 +94,7 @@ def save_video_features(
 ) -> None:
     """Write one cache file atomically: a temp file next to it, flushed to disk, then renamed over `path`."""
     path = Path(path)
-    timestamps = torch.as_tensor(timestamps, dtype=torch.float64)
+    timestamps = torch.as_tensor(list(timestamps), dtype=torch.float64)
     if pooled_video_features.dim() != 3 or timestamps.shape != (pooled_video_features.shape[0],):
         raise ValueError(
             f"Features of {video_key!r} must be (T, tokens, channels) with T timestamps; got "
@@ -134,15 +121,21 @@ def save_video_features(
 
 
 def load_video_features(path: str | os.PathLike) -> CachedVideoFeatures:
-    """Read one cache file; raises `ValueError` naming the file if it is not a complete Hour-LLaVA cache file."""
+    """Read one cache file as an encoded video; `ValueError` naming the file if it is not a complete cache file."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            _check_metadata(metadata, path)
+            header = handle.metadata() or {}
+            _check_metadata(header, path)
             features, timestamps = handle.get_tensor(FEATURES_KEY), handle.get_tensor(TIMESTAMPS_KEY)
     except (OSError, RuntimeError, KeyError, SafetensorError) as error:  # missing, or a header that does not parse
         raise ValueError(f"Cannot read feature cache file {str(path)!r}: {error}") from error
-    return CachedVideoFeatures(features, timestamps, float(metadata["duration"]), metadata)
+    metadata = HourLlavaVideoMetadata(
+        total_num_frames=features.shape[0],
+        duration=float(header["duration"]),
+        frame_timestamps=timestamps.tolist(),
+        source=header.get("video"),
+    )
+    return CachedVideoFeatures(features, metadata, header)
 
 
 def _check_metadata(metadata: dict[str, str], path) -> None:
@@ -187,8 +180,7 @@ def shard_for_process(video_keys: Sequence[str], process_index: int, num_process
 def extract_video_features(
     videos: dict[str, str],
     cache_dir: str | os.PathLike,
-    decode: Callable[[str], DecodedVideo],
-    encode: Callable[[torch.Tensor], torch.Tensor],
+    encode_video: Callable[[str], EncodedVideo],
     fingerprint: str,
     process_index: int = 0,
     num_processes: int = 1,
@@ -201,8 +193,8 @@ def extract_video_features(
 
     Args:
         videos: video key -> video file path.
-        decode: video path -> `DecodedVideo` (the processor's decoding, or any function for tests).
-        encode: `(T, 3, S, S)` frames -> `(T, g*g, C)` pooled vision features (see `VisionFeatureEncoder`).
+        encode_video: video path -> its pooled features and frame metadata (`StreamingVideoEncoder`, or any
+            function returning an object with `pooled_features` and `metadata`, for tests).
         fingerprint: stored in every file, checked when resuming (see `vision_fingerprint`).
         process_index, num_processes: this process's share of the sorted keys.
         overwrite: recompute files that are already complete.
@@ -227,9 +219,9 @@ def extract_video_features(
             continue
         _remove_stale_temporaries(path)
         try:
-            decoded = decode(videos[key])
-            features = encode(decoded.pixel_values_videos).to(dtype)
-            save_video_features(path, features, decoded.timestamps, decoded.duration, key, fingerprint)
+            encoded = encode_video(videos[key])
+            features = encoded.pooled_features.to(dtype)
+            save_video_features(path, features, encoded.metadata.timestamps, encoded.metadata.duration, key, fingerprint)
         except Exception as error:  # a bad video must not stop a multi-day extraction
             if on_error == "raise":
                 raise RuntimeError(f"Feature extraction failed for video {key!r} ({videos[key]}): {error}") from error
@@ -253,53 +245,45 @@ def videos_in_folder(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_
     }
 
 
-class ProcessorVideoDecoder:
-    """`decode` for `extract_video_features`: the processor's own decoding, exactly what training would feed.
+class StreamingVideoEncoder:
+    """`encode_video` for `extract_video_features`: the processor's decoding streamed into the model's vision tower.
+
+    Frames are decoded and encoded `vision_chunk_size` at a time (`HourLlavaVideoProcessor.encode_video`), so an
+    hour-long video costs its pooled features, never its 6.4 GB of float pixels, on the host or the accelerator.
 
     Args:
         processor: an `HourLlavaProcessor` (its `video_processor` is used) or an `HourLlavaVideoProcessor`.
-        video_kwargs: video processor options (e.g. `{"fps": 1}`); keep them equal to the training run's.
+        model: the Hour-LLaVA model whose vision tower (and pooling) makes the features.
+        video_kwargs: video processor options (e.g. `{"max_frames": 512}`); keep them equal to the training run's.
+        vision_chunk_size: frames per chunk; the model config's `vision_chunk_size` by default.
     """
 
-    def __init__(self, processor, video_kwargs: dict | None = None):
+    def __init__(self, processor, model: torch.nn.Module, video_kwargs: dict | None = None, vision_chunk_size=None):
         self.video_processor = getattr(processor, "video_processor", processor)
+        self.model = model.eval()
         self.video_kwargs = dict(video_kwargs or {})
+        self.vision_chunk_size = vision_chunk_size or model.config.vision_chunk_size
 
     @property
     def settings(self) -> dict:
         """What decides the frames, for `vision_fingerprint`."""
         return {**self.video_processor.to_dict(), **self.video_kwargs}
 
-    def __call__(self, path: str) -> DecodedVideo:
-        processed = self.video_processor(path, return_metadata=True, **self.video_kwargs)
-        metadata = processed["video_metadata"][0]
-        return DecodedVideo(processed["pixel_values_videos"], metadata.timestamps, metadata.duration)
-
-
-class VisionFeatureEncoder:
-    """`encode` for `extract_video_features`: a model's pooled vision features, in inference mode.
-
-    Frames stay on the CPU and go to the model's device `vision_chunk_size` at a time (default: the config's), so an
-    hour of 384x384 frames (6.4 GB of float32) never sits on the accelerator.
-    """
-
-    def __init__(self, model: torch.nn.Module, vision_chunk_size: int | None = None):
-        self.model = model.eval()
-        self.vision_chunk_size = vision_chunk_size or model.config.vision_chunk_size
-
     @torch.inference_mode()
-    def __call__(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
-        chunks = pixel_values_videos.split(self.vision_chunk_size)
-        return self.model.encode_video_stream(chunks).float().cpu()
+    def encode_chunks(self, pixel_chunks) -> torch.Tensor:
+        return self.model.encode_video_stream(pixel_chunks).float().cpu()
+
+    def __call__(self, path: str) -> EncodedVideo:
+        return self.video_processor.encode_video(
+            path, self.encode_chunks, chunk_size=self.vision_chunk_size, **self.video_kwargs
+        )
 
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "CachedVideoFeatures",
-    "DecodedVideo",
     "ExtractionReport",
-    "ProcessorVideoDecoder",
-    "VisionFeatureEncoder",
+    "StreamingVideoEncoder",
     "extract_video_features",
     "feature_cache_path",
     "is_complete_cache_file",
