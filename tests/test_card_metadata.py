@@ -22,3 +22,8 @@ def test_a_missing_card_is_created_with_one_front_matter_block(tmp_path):
     apply_card_metadata(tmp_path / "README.md")
     text = (tmp_path / "README.md").read_text()
     assert text.count("---") == 2 and "pipeline_tag: video-text-to-text" in text
+
+
+def test_models_carry_tags_that_transformers_and_trl_put_in_their_cards(tiny_model):
+    assert {"hour-llava", "video-text-to-text"} <= set(tiny_model.model_tags)
+    assert {"hour-llava", "video-text-to-text"} <= set(tiny_model.model.model_tags)

@@ -244,6 +244,17 @@ def test_an_encoded_video_is_sampled_like_a_video(processor, model):
     assert "4 frames are uniformly sampled" in processor.decode(capped["input_ids"][0])
 
 
+def test_pathlib_paths_are_videos(processor):
+    from pathlib import Path
+
+    as_path = processor(text="<video>\nQ", videos=[Path(CARPHONE)], return_tensors="pt")
+    as_string = processor(text="<video>\nQ", videos=[CARPHONE], return_tensors="pt")
+    assert torch.equal(as_path["input_ids"], as_string["input_ids"])
+    assert torch.equal(as_path["pixel_values_videos"], as_string["pixel_values_videos"])
+    chat = processor.apply_chat_template(conversation(Path(CARPHONE)), tokenize=True, return_dict=True)
+    assert chat["video_num_frames"].tolist() == [120]
+
+
 def test_encoded_videos_must_match_the_placeholders_and_not_mix_with_files(processor, model):
     encoded = processor.video_processor.encode_video(CARPHONE, model.encode_video_stream)
     with pytest.raises(ValueError, match="1 <video> placeholders but 2 encoded videos"):

@@ -222,7 +222,7 @@ class VideoTextToTextPipeline(Pipeline):
             encoding = self.processor(text=[prompt], return_tensors="pt")
             return self.check_context_length(dict(encoding), video_name=None)
         if isinstance(video, os.PathLike):
-            video = os.fspath(video)  # transformers' video batching does not recognise `pathlib.Path`
+            video = os.fspath(video)  # one string names the video in messages and cache keys
         encoded = self.encoded_video(video, video_options)
         encoding = self.processor(text=[prompt], videos=[encoded], return_tensors="pt", **video_options)
         return self.check_context_length(dict(encoding), video_name=describe_video(video))

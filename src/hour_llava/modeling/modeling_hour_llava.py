@@ -76,6 +76,11 @@ class HourLlavaPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _can_compile_fullgraph = False  # per-video loops over data-dependent lengths
 
+    def post_init(self):
+        super().post_init()
+        # Cards that transformers (`push_to_hub`) and TRL (trainers) write carry these tags.
+        self.add_model_tags(["hour-llava", "video-text-to-text"])
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as usual, with an `auto_map` for every Auto class (entries already present are kept)."""
         self.config.auto_map = {**REMOTE_CODE_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}

@@ -11,7 +11,12 @@ import numpy as np
 import torch
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
-from .video_processing_hour_llava import HourLlavaVideoProcessor, HourLlavaVideoProcessorKwargs, encoded_videos
+from .video_processing_hour_llava import (
+    HourLlavaVideoProcessor,
+    HourLlavaVideoProcessorKwargs,
+    encoded_videos,
+    paths_as_strings,
+)
 
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -197,6 +202,10 @@ class HourLlavaProcessor(ProcessorMixin):
             for index in range(len(processed["video_num_frames"]))
         ]
         return processed, replacements
+
+    def prepare_inputs_layout(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        images, text, videos, audio = super().prepare_inputs_layout(images, text, videos, audio, **kwargs)
+        return images, text, paths_as_strings(videos), audio
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
         if images is not None or audio is not None:

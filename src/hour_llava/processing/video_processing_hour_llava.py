@@ -6,6 +6,7 @@ and siblings of this folder.
 """
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -57,6 +58,15 @@ class EncodedVideo:
     @property
     def num_frames(self) -> int:
         return self.pooled_features.shape[0]
+
+
+def paths_as_strings(videos):
+    """`videos` with `os.PathLike` entries as strings: transformers' video batching recognises only `str` paths."""
+    if isinstance(videos, os.PathLike):
+        return os.fspath(videos)
+    if isinstance(videos, (list, tuple)):
+        return [paths_as_strings(video) for video in videos]
+    return videos
 
 
 def is_encoded_video(video) -> bool:
@@ -183,6 +193,7 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         so that no frame is kept at full resolution); the options are resolved as in the base class.
         """
         options = self._resolve_options(kwargs)
+        videos = paths_as_strings(videos)
         encoded = encoded_videos(videos)
         if encoded is not None:
             return self._select_encoded_frames(encoded, options)
