@@ -25,6 +25,7 @@ from transformers import pipeline
 from hour_llava import HourLlavaProcessor
 from hour_llava.pipelines import TASK
 from hour_llava.tiny import tiny_model, tiny_tokenizer
+from hour_llava.video_cache import feature_bytes
 from hour_llava.video_writing import write_video
 
 
@@ -52,22 +53,26 @@ def synthetic_frames(minutes: float, fps: float, size: int) -> Iterator[np.ndarr
         yield np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def small_model():
+SMALL_VISION_CONFIG = {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 6, "num_attention_heads": 2,
+                       "image_size": 384, "patch_size": 14}
+SMALL_TEXT_CONFIG = {"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 4,
+                     "num_key_value_heads": 2}
+SMALL_MODEL_FIELDS = {"video_pool_size": 8, "spatial_keep_tokens": 16, "min_video_frames": 128, "memaug_depth": 4,
+                      "vision_chunk_size": 64}
+
+
+def small_model(vision_config: dict | None = None, text_config: dict | None = None, **overrides):
     """A model small enough for a CPU yet shaped like the released ones where cost is concerned: a SigLIP-like
     384px/14 tower (so400m's 27x27 patches, pooled to 8x8) but 128 wide and 6 deep, a 4-layer 256-wide language
-    model, a 4-block MemAug, 16 of 64 tokens kept per frame, short videos upsampled to 128 frames."""
+    model, a 4-block MemAug, 16 of 64 tokens kept per frame, short videos upsampled to 128 frames.
+
+    `vision_config`, `text_config` and `overrides` change those settings (other benchmarks reuse this model)."""
     tokenizer = tiny_tokenizer()
     model = tiny_model(
         tokenizer,
-        vision_config={"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 6, "num_attention_heads": 2,
-                       "image_size": 384, "patch_size": 14},
-        text_config={"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 4,
-                     "num_key_value_heads": 2},
-        video_pool_size=8,
-        spatial_keep_tokens=16,
-        min_video_frames=128,
-        memaug_depth=4,
-        vision_chunk_size=64,
+        vision_config={**SMALL_VISION_CONFIG, **(vision_config or {})},
+        text_config={**SMALL_TEXT_CONFIG, **(text_config or {})},
+        **{**SMALL_MODEL_FIELDS, **overrides},
     )
     return model, HourLlavaProcessor.from_model_config(model.config, tokenizer)
 
@@ -99,7 +104,7 @@ def main() -> None:
     print(f"video: {args.minutes:g} min, {entry.num_frames} frames sampled at 1 FPS, {args.video_size}px at "
           f"{args.video_fps:g} fps; model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; "
           f"torch threads: {torch.get_num_threads()}; 1-minute load average at the end: {os.getloadavg()[0]:.1f}")
-    print(f"cached features: {entry.nbytes / 2**20:.1f} MiB; cache hits {pipe.video_cache.hits}, "
+    print(f"cached features: {feature_bytes(entry) / 2**20:.1f} MiB; cache hits {pipe.video_cache.hits}, "
           f"misses {pipe.video_cache.misses}")
     print("| first question (decode + vision + MemAug + LLM) | later question (median of "
           f"{args.questions}) | ratio |")
