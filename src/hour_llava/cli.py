@@ -9,6 +9,7 @@ import sys
 SUBCOMMANDS = {
     "ask": "hour_llava.commands.ask",
     "convert": "hour_llava.commands.convert",
+    "demo": "hour_llava.commands.demo",
     "extract-features": "hour_llava.commands.extract_features",
 }
 

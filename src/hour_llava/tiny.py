@@ -21,6 +21,9 @@ VIDEO_TOKEN = "<video>"
 def tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512) -> Qwen2Tokenizer:
     """A byte-level BPE `Qwen2Tokenizer` with `<|endoftext|>`, `<|im_start|>`, `<|im_end|>` and `<video>`.
 
+    As in Qwen2-Instruct tokenizers, `<|im_end|>` is the end-of-sequence token (so generation and TRL stop at the end
+    of an assistant turn) and `<|endoftext|>` pads.
+
     Without `corpus` the vocabulary is the 256 byte symbols (one token per byte). With it, BPE merges are trained on
     the corpus up to `vocab_size` tokens.
     """
@@ -37,7 +40,9 @@ def tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512) -
         merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
     for token in (*CHATML_SPECIAL_TOKENS, VIDEO_TOKEN):
         vocab.setdefault(token, len(vocab))
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=32768)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=merges, model_max_length=32768, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": [token for token in CHATML_SPECIAL_TOKENS[1:]]})
     tokenizer.add_tokens([VIDEO_TOKEN], special_tokens=True)
     return tokenizer

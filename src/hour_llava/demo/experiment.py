@@ -1,0 +1,408 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""The demo's experiment: three tiny models trained the same way with `SFTTrainer`, evaluated with the pipeline.
+
+The models differ only in what reaches the language model:
+
+* `hour-llava`: forgetting keeps one frame in four (4 of 16 tokens each); MemAug refines those decayed tokens by
+  cross-attending to the full memory repository (every frame).
+* `no-memaug`: the same forgetting, MemAug removed (`memaug_depth=0`): the LLM sees the decayed tokens as they are.
+* `uniform-64`: a LLaVA-Video-style model: 64 uniformly sampled frames, no temporal forgetting, no MemAug. Each frame
+  gives the same 4 + 1 tokens as a decayed frame of Hour-LLaVA, so the language model sees a similar number of video
+  tokens (320 against 160-375 for 128-300 s videos).
+
+All three share one frozen vision tower (so one feature cache serves them), start from the same seed, read the same
+rows in the same order with the same optimizer settings and step count.
+"""
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
+from trl import SFTConfig
+
+from ..conversion import atomic_directory
+from ..modeling.memory import temporal_keep_indices, upsample_frame_indices
+from ..pipelines import TASK
+from ..processing import HourLlavaProcessor
+from ..tiny import tiny_model, tiny_tokenizer
+from ..training import HourLlavaDataCollator, HourLlavaSFTTrainer, VideoRoots, load_video_instruction_dataset
+from ..training.feature_cache import StreamingVideoEncoder, extract_video_features, vision_fingerprint
+from . import synthetic
+from .synthetic import SplitSpec
+
+
+logger = logging.getLogger(__name__)
+
+COMMON_OVERRIDES = {"spatial_sampling_type": "uniform"}
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    name: str
+    description: str
+    config_overrides: dict = field(default_factory=dict)
+
+
+MODEL_VARIANTS = (
+    ModelVariant("hour-llava", "forgetting + MemAug over the full memory"),
+    ModelVariant("no-memaug", "forgetting, MemAug removed", {"memaug_depth": 0}),
+    ModelVariant(
+        "uniform-64",
+        "64 uniform frames, no MemAug (LLaVA-Video style)",
+        {"memaug_depth": 0, "temporal_downsample": 1, "max_kept_frames": 64, "min_video_frames": 64},
+    ),
+)
+
+
+@dataclass
+class DemoSettings:
+    """Sizes of the experiment. `quick()` fits in ten minutes on two CPU cores; `full()` is the documented run."""
+
+    seeds: tuple[int, ...] = (0,)
+    short_train: SplitSpec = SplitSpec("train_short", 240, 16, 64)
+    long_train: SplitSpec = SplitSpec("train_long", 120, 128, 300)
+    held_out: SplitSpec = SplitSpec("test", 50, 128, 300)
+    rows_per_short_video: int = 20
+    rows_per_long_video: int = 16
+    batch_size: int = 6
+    learning_rate: float = 3e-3
+    memaug_learning_rate: float = 1e-3
+    warmup_steps: int = 20
+    eval_batch_size: int = 4
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> "DemoSettings":
+        return cls(seeds=(seed,))
+
+    @classmethod
+    def full(cls, seed: int = 0) -> "DemoSettings":
+        return cls(seeds=(seed, seed + 1, seed + 2), held_out=SplitSpec("test", 120, 128, 300))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class DemoData:
+    video_root: Path
+    train_file: Path
+    eval_samples: list[dict]
+    videos: dict[str, str]  # video key -> path, for the feature cache
+
+
+def make_data(settings: DemoSettings, seed: int, data_dir: Path) -> DemoData:
+    """Write the videos and the VideoMarathon-format json files of one seed (reused if already complete)."""
+    rng = random.Random(seed)
+    short_videos, long_videos, test_videos = (
+        synthetic.make_videos(spec, rng) for spec in (settings.short_train, settings.long_train, settings.held_out)
+    )
+    video_root = data_dir / "videos"
+    synthetic.write_videos(short_videos + long_videos + test_videos, video_root)
+    # Curriculum: the trainer reads the rows in file order, short videos first (where the needle is easy to find).
+    rows = synthetic.training_samples(short_videos, settings.rows_per_short_video, rng)
+    rows += synthetic.training_samples(long_videos, settings.rows_per_long_video, rng)
+    train_file = synthetic.write_json(data_dir / "train.json", rows)
+    eval_samples = synthetic.evaluation_samples(test_videos)
+    synthetic.write_json(data_dir / "test.json", eval_samples)
+    synthetic.write_scene_descriptions(data_dir / "scenes.json", short_videos + long_videos + test_videos)
+    videos = {
+        f"{synthetic.DATA_SOURCE}/{v.name}": str(video_root / synthetic.DATA_SOURCE / v.name)
+        for v in short_videos + long_videos + test_videos
+    }
+    return DemoData(video_root, train_file, eval_samples, videos)
+
+
+def demo_tokenizer():
+    """A tiny byte-level BPE tokenizer with merges trained on the demo's questions (`synthetic.corpus`)."""
+    return tiny_tokenizer(synthetic.corpus(), vocab_size=400)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------------
+def build_model(tokenizer, variant: ModelVariant, seed: int, vision_tower_state: dict | None = None):
+    model = tiny_model(tokenizer, seed=seed, **COMMON_OVERRIDES, **variant.config_overrides)
+    if vision_tower_state is not None:  # one frozen tower for all models, so one feature cache serves them
+        model.model.vision_tower.load_state_dict(vision_tower_state)
+    return model
+
+
+def extract_features(model, processor, videos: dict[str, str], cache_dir: Path) -> None:
+    encoder = StreamingVideoEncoder(processor, model)
+    fingerprint = vision_fingerprint(model, encoder.settings)
+    report = extract_video_features(videos, cache_dir, encoder, fingerprint, on_error="raise")
+    logger.info("Feature cache: %d written, %d already there.", len(report.written), len(report.skipped))
+
+
+def training_config(settings: DemoSettings, seed: int, output_dir: Path, num_rows: int) -> SFTConfig:
+    steps = math.ceil(num_rows / settings.batch_size)
+    return SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings.batch_size,
+        max_steps=steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=settings.warmup_steps,
+        weight_decay=0.01,
+        adam_beta2=0.98,
+        max_grad_norm=1.0,
+        activation_checkpointing=False,  # TRL turns it on by default; these models are tiny
+        train_sampling_strategy="sequential",  # the rows are written in curriculum order
+        logging_steps=max(1, min(25, steps // 20)),
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+    )
+
+
+@dataclass
+class TrainingRun:
+    seconds: float
+    log_history: list[dict]
+
+
+def train(model, processor, dataset: Dataset, cache_dir: Path, config: SFTConfig, settings: DemoSettings):
+    """Stage 3 of the paper (frozen vision tower, from cached features) with the demo's learning rates."""
+    trainer = HourLlavaSFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,
+        data_collator=HourLlavaDataCollator(processor, feature_cache_dir=cache_dir, on_bad_video="raise"),
+        stage="stage3",
+        learning_rates={"projector": settings.learning_rate, "memory_augmentation": settings.memaug_learning_rate},
+    )
+    start = time.perf_counter()
+    trainer.train()
+    return TrainingRun(time.perf_counter() - start, [entry for entry in trainer.state.log_history if "loss" in entry])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------------------------
+def kept_seconds(config, num_frames: int) -> set[int]:
+    """The decoded frames (= seconds, for a 1 FPS video) whose tokens survive temporal forgetting."""
+    upsampled = upsample_frame_indices(num_frames, config.min_video_frames)
+    kept = temporal_keep_indices(len(upsampled), config.num_kept_frames(num_frames))
+    return {int(upsampled[i]) for i in kept}
+
+
+def first_word(text: str) -> str:
+    words = text.strip().lower().split()
+    return words[0].strip(".,!?;:'\"") if words else ""
+
+
+def question_of(sample: dict) -> str:
+    return sample["conversations"][0]["value"].removeprefix("<image>\n")
+
+
+def evaluate(model, processor, data: DemoData, settings: DemoSettings, forgetting_config) -> list[dict]:
+    """Answer every held-out question through `pipeline("video-text-to-text")`, one video at a time (its questions
+    in one batch: the video is decoded and encoded once, then served from the pipeline's cache)."""
+    answerer = pipeline(TASK, model=model, processor=processor)
+    by_video: dict[str, list[dict]] = {}
+    for sample in data.eval_samples:
+        by_video.setdefault(sample["video"], []).append(sample)
+    records = []
+    for video, samples in tqdm(by_video.items(), desc="Evaluating", unit="video"):
+        path = str(data.video_root / synthetic.DATA_SOURCE / video)
+        outputs = answerer(
+            [path] * len(samples),
+            [question_of(s) for s in samples],
+            batch_size=settings.eval_batch_size,
+            max_new_tokens=4,
+            do_sample=False,
+        )
+        for sample, output in zip(samples, outputs):
+            records.append(score(sample, output[0]["generated_text"], model.config, forgetting_config))
+    return records
+
+
+def score(sample: dict, prediction: str, config, forgetting_config) -> dict:
+    answer = sample["conversations"][1]["value"]
+    evidence = sample["evidence_seconds"]
+    return {
+        "id": sample["id"],
+        "task": sample["task"],
+        "answer": answer,
+        "prediction": prediction,
+        "correct": first_word(prediction) == answer,
+        # Was the answer frame among the frames Hour-LLaVA's temporal forgetting keeps? (the same for every model)
+        "dropped_by_forgetting": sample["task"] == "needle" and evidence[0] not in kept_seconds(forgetting_config, sample["seconds"]),
+        # ... and among the frames this model's language model sees?
+        "in_llm_input": any(second in kept_seconds(config, sample["seconds"]) for second in evidence),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# What MemAug looked at
+# ----------------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def cross_attention_timeline(model, processor, video_path: str, question: str) -> np.ndarray:
+    """Share of MemAug's cross-attention (decayed-video queries, every block and head) that lands on each frame."""
+    captured: list[torch.Tensor] = []
+    hooks = [
+        layer.cross_attn.register_forward_hook(lambda module, args, output: captured.append(output[1]))
+        for layer in model.model.memory_augmentation.layers
+    ]
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")  # sdpa never materialises the attention weights
+    try:
+        inputs = chat_inputs(processor, video_path, question)
+        model(**inputs)
+    finally:
+        model.set_attn_implementation(previous)
+        for hook in hooks:
+            hook.remove()
+    video_positions = (inputs["input_ids"][0] == model.config.video_token_id).nonzero().flatten()
+    start, end = int(video_positions[0]), int(video_positions[-1]) + 1
+    text_before = int(inputs["memaug_query_mask"][0, :start].sum())
+    weights = torch.stack([w[0, :, text_before : text_before + end - start] for w in captured])  # (L, H, n, M)
+    per_token = weights.float().mean(dim=(0, 1, 2))
+    return per_token.reshape(-1, model.config.memory_tokens_per_frame).sum(-1).numpy()
+
+
+def chat_inputs(processor, video_path: str, question: str) -> dict:
+    messages = [
+        {"role": "user", "content": [{"type": "video", "path": video_path}, {"type": "text", "text": question}]}
+    ]
+    return processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Save, reload, answer
+# ----------------------------------------------------------------------------------------------------------------------
+def save_and_reload(model, processor, directory: Path, video_path: str, question: str) -> tuple[str, Path]:
+    """Save model and processor (atomically), reload them with the Auto classes and answer `question`."""
+    with atomic_directory(directory, overwrite=True) as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+    reloaded = AutoModelForImageTextToText.from_pretrained(directory)
+    reloaded_processor = AutoProcessor.from_pretrained(directory)
+    inputs = chat_inputs(reloaded_processor, video_path, question)
+    output = reloaded.generate(**inputs, max_new_tokens=4, do_sample=False)
+    answer = reloaded_processor.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    return answer.strip(), directory
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One seed, end to end
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class SeedResult:
+    seed: int
+    records: dict[str, list[dict]]  # model name -> scored answers
+    training: dict[str, TrainingRun]
+    timeline: dict | None = None
+    reload_check: dict | None = None
+
+
+def run_seed(settings: DemoSettings, seed: int, output_dir: Path, keep_model: bool, step: Callable[[str], None]):
+    seed_dir = output_dir / f"seed{seed}"
+    step(f"seed {seed}: writing the synthetic VideoMarathon-format data")
+    data = make_data(settings, seed, seed_dir / "data")
+    tokenizer = demo_tokenizer()
+    reference = build_model(tokenizer, MODEL_VARIANTS[0], seed)
+    vision_tower_state = reference.model.vision_tower.state_dict()
+    processor = HourLlavaProcessor.from_model_config(reference.config, tokenizer)
+    step(f"seed {seed}: extracting pooled vision features (frozen tower, shared by the three models)")
+    cache_dir = seed_dir / "features"
+    extract_features(reference, processor, data.videos, cache_dir)
+    dataset = load_video_instruction_dataset(str(data.train_file), VideoRoots(root=str(data.video_root)))
+    result = SeedResult(seed, {}, {})
+    for variant in MODEL_VARIANTS:
+        model = build_model(tokenizer, variant, seed, vision_tower_state)
+        model_processor = HourLlavaProcessor.from_model_config(model.config, tokenizer)
+        step(f"seed {seed}: training {variant.name} ({variant.description})")
+        config = training_config(settings, seed, seed_dir / "runs" / variant.name, len(dataset))
+        result.training[variant.name] = train(model, model_processor, dataset, cache_dir, config, settings)
+        model.eval()
+        step(f"seed {seed}: evaluating {variant.name} on {len(data.eval_samples)} held-out questions")
+        result.records[variant.name] = evaluate(model, model_processor, data, settings, reference.config)
+        if variant is MODEL_VARIANTS[0] and keep_model:
+            result.timeline = timeline_example(model, model_processor, data)
+            step("saving the trained Hour-LLaVA, reloading it with AutoModelForImageTextToText and AutoProcessor")
+            result.reload_check = reload_check(model, model_processor, data, output_dir / "hour-llava-demo")
+    return result
+
+
+def timeline_example(model, processor, data: DemoData) -> dict:
+    """MemAug's cross-attention for the first held-out needle question whose flash forgetting dropped."""
+    for sample in data.eval_samples:
+        if sample["task"] != "needle":
+            continue
+        if sample["evidence_seconds"][0] in kept_seconds(model.config, sample["seconds"]):
+            continue
+        path = str(data.video_root / synthetic.DATA_SOURCE / sample["video"])
+        attention = cross_attention_timeline(model, processor, path, question_of(sample))
+        return {
+            "id": sample["id"],
+            "question": question_of(sample),
+            "answer": sample["conversations"][1]["value"],
+            "flash_second": sample["evidence_seconds"][0],
+            "kept_seconds": sorted(kept_seconds(model.config, sample["seconds"])),
+            "attention": attention.tolist(),
+        }
+    return None
+
+
+def reload_check(model, processor, data: DemoData, directory: Path) -> dict:
+    sample = next(s for s in data.eval_samples if s["task"] == "needle")
+    path = str(data.video_root / synthetic.DATA_SOURCE / sample["video"])
+    answer, saved = save_and_reload(model, processor, directory, path, question_of(sample))
+    return {
+        "directory": str(saved),
+        "video": path,
+        "question": question_of(sample),
+        "expected": sample["conversations"][1]["value"],
+        "answer": answer,
+    }
+
+
+def save_seed_result(result: SeedResult, path: Path) -> None:
+    payload = {
+        "seed": result.seed,
+        "records": result.records,
+        "training": {name: asdict(run) for name, run in result.training.items()},
+        "timeline": result.timeline,
+        "reload_check": result.reload_check,
+    }
+    synthetic.write_json(path, payload)
+
+
+def load_seed_result(path: Path) -> SeedResult:
+    payload = json.loads(path.read_text())
+    training = {name: TrainingRun(**run) for name, run in payload["training"].items()}
+    return SeedResult(payload["seed"], payload["records"], training, payload["timeline"], payload["reload_check"])
+
+
+__all__ = [
+    "MODEL_VARIANTS",
+    "DemoSettings",
+    "ModelVariant",
+    "SeedResult",
+    "build_model",
+    "cross_attention_timeline",
+    "evaluate",
+    "load_seed_result",
+    "make_data",
+    "run_seed",
+    "save_seed_result",
+    "train",
+]

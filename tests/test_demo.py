@@ -1,0 +1,134 @@
+"""The offline demo: synthetic data that says what it shows, scoring, and a miniature end-to-end run."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from hour_llava.cli import build_parser
+from hour_llava.demo import DemoSettings, run_demo
+from hour_llava.demo import synthetic
+from hour_llava.demo.experiment import first_word, kept_seconds, score
+from hour_llava.demo.report import CHANCE, COLUMNS, markdown_table
+from hour_llava.modeling import HourLlavaConfig
+from hour_llava.processing import HourLlavaVideoProcessor
+from hour_llava.training import VideoRoots, load_video_instruction_dataset
+
+
+def closest_colour(pixel: np.ndarray) -> str:
+    return min(synthetic.COLOURS, key=lambda name: np.abs(np.array(synthetic.COLOURS[name]) - pixel).sum())
+
+
+def test_rendered_frames_show_what_the_answers_say():
+    rng = random.Random(3)
+    for index in range(20):
+        video = synthetic.random_video(f"v{index}.mp4", rng.randint(16, 300), rng)
+        frames = np.stack(list(video.frames())).astype(int)
+        assert frames.shape == (video.seconds, synthetic.FRAME_SIZE, synthetic.FRAME_SIZE, 3)
+        answers = {qa.task: qa for qa in video.questions_asked}
+        flash = answers["needle"].evidence_seconds[0]
+        # The flash is one frame: white bars at the top and bottom, its colour in between, nowhere else.
+        bars = (frames[:, 0] == 255).all(axis=(1, 2))
+        assert bars.nonzero()[0].tolist() == [flash]
+        assert closest_colour(frames[flash, 16, 16]) == answers["needle"].answer
+        attribute = answers["attribute"]
+        for second in attribute.evidence_seconds:
+            if second != flash:
+                assert closest_colour(frames[second, 4, 4]) == attribute.answer
+        assert answers["count"].answer == synthetic.NUMBER_WORDS[len(video.balls) - 1]
+        starts = [ball.start for ball in video.balls]
+        assert starts == sorted(starts) and len(set(starts)) == len(starts)
+        if "order" in answers:
+            assert answers["order"].answer == video.balls[0].colour != video.balls[1].colour
+
+
+def test_training_samples_are_videomarathon_rows_the_loader_reads(tmp_path):
+    rng = random.Random(0)
+    videos = synthetic.make_videos(synthetic.SplitSpec("train", 3, 16, 20), rng)
+    synthetic.write_videos(videos, tmp_path / "videos")
+    samples = synthetic.training_samples(videos, rows_per_video=4, rng=rng)
+    assert len(samples) == 12
+    for sample in samples:
+        turns = sample["conversations"]
+        assert turns[0]["value"].startswith("<image>\n") and sum("<image>" in t["value"] for t in turns) == 1
+        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
+    path = synthetic.write_json(tmp_path / "train.json", samples)
+    dataset = load_video_instruction_dataset(str(path), VideoRoots(root=str(tmp_path / "videos")))
+    assert len(dataset) == 12
+    first = dataset[0]
+    assert first["video_path"].endswith(first["video"].split("/", 1)[1])
+    frames = HourLlavaVideoProcessor(size={"height": 32, "width": 32})(first["video_path"])
+    video = next(v for v in videos if first["video"].endswith(v.name))
+    assert int(frames["video_num_frames"][0]) == video.seconds  # 1 FPS sampling sees every frame
+
+
+def test_kept_seconds_and_scoring():
+    config = HourLlavaConfig(
+        vision_config={"image_size": 32, "patch_size": 4, "hidden_size": 32, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "intermediate_size": 64},
+        text_config={"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "intermediate_size": 128, "num_hidden_layers": 1, "vocab_size": 100},
+        video_pool_size=4, spatial_keep_tokens=4, min_video_frames=16,
+    )
+    kept = kept_seconds(config, 200)
+    assert len(kept) == 50 and 0 in kept and 199 in kept
+    assert kept_seconds(config, 8) <= set(range(8))  # short videos are upsampled first; seconds stay in range
+    dropped = next(s for s in range(200) if s not in kept)
+    sample = {"id": "x", "task": "needle", "seconds": 200, "evidence_seconds": [dropped],
+              "conversations": [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "red"}]}
+    record = score(sample, " Red.", config, config)
+    assert record["correct"] and record["dropped_by_forgetting"] and not record["in_llm_input"]
+    assert not score(sample, "blue", config, config)["correct"]
+    assert first_word("") == ""
+
+
+def test_demo_command_is_registered():
+    args = build_parser().parse_args(["demo", "--seed", "4", "--output-dir", "out", "--full"])
+    assert args.seed == 4 and args.full and str(args.output_dir) == "out"
+    assert DemoSettings.full(4).seeds == (4, 5, 6)
+
+
+def tiny_settings() -> DemoSettings:
+    return DemoSettings(
+        seeds=(0,),
+        short_train=synthetic.SplitSpec("train_short", 4, 16, 20),
+        long_train=synthetic.SplitSpec("train_long", 2, 128, 140),
+        held_out=synthetic.SplitSpec("test", 2, 128, 140),
+        rows_per_short_video=2,
+        rows_per_long_video=2,
+        batch_size=4,
+    )
+
+
+def test_miniature_demo_end_to_end(tmp_path):
+    """Every step of `hour-llava demo` on a handful of videos: data, cache, three trainings, pipeline evaluation,
+    save/reload with the Auto classes, report and plots. (Too little training to say anything about accuracy.)"""
+    settings = tiny_settings()
+    report = run_demo(settings, tmp_path)
+    text = report.read_text()
+    assert "| `hour-llava`" in text and "| `no-memaug`" in text and "| `uniform-64`" in text
+    for image in ("demo_accuracy_by_task.png", "demo_training_loss.png"):
+        assert (tmp_path / "images" / image).read_bytes()[:4] == b"\x89PNG"
+        assert f"](images/{image})" in text
+    result = json.loads((tmp_path / "seed0" / "result.json").read_text())
+    assert set(result["records"]) == {"hour-llava", "no-memaug", "uniform-64"}
+    test_questions = json.loads((tmp_path / "seed0" / "data" / "test.json").read_text())
+    for records in result["records"].values():
+        assert [r["id"] for r in records] == [s["id"] for s in test_questions]
+    for run in result["training"].values():
+        assert run["log_history"][0]["step"] > 0
+    check = result["reload_check"]
+    assert check["expected"] in synthetic.COLOURS and isinstance(check["answer"], str)
+    assert (tmp_path / "hour-llava-demo" / "config.json").is_file()
+    if result["timeline"] is not None:  # both test videos' flashes may have been kept
+        attention = np.array(result["timeline"]["attention"])
+        assert len(attention) == next(s["seconds"] for s in test_questions if s["id"] == result["timeline"]["id"])
+        assert attention.sum() == pytest.approx(1.0, abs=1e-3)  # float32 softmax rows, averaged
+        assert (tmp_path / "images" / "demo_memaug_attention_timeline.png").is_file()
+
+    # A second run with the same settings reuses the results; other settings are refused, not mixed in.
+    assert run_demo(settings, tmp_path) == report
+    with pytest.raises(ValueError, match="other settings"):
+        run_demo(DemoSettings.quick(1), tmp_path)
+
