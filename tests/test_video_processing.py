@@ -165,3 +165,17 @@ def test_rotated_video_through_the_processor(tmp_path, small):
     path = write_video(tmp_path / "rotated.mp4", stored, rotation=90)
     pixels = small(str(path))["pixel_values_videos"][0]
     assert pixels[:, 24:, :24].mean() > pixels[:, :24, :24].mean() + 0.5  # the block is now bottom-left
+
+
+def test_encoded_video_with_every_frame_kept_is_not_copied(small):
+    """An hour of pooled features is ~1 GiB for the 7B model: passing them through must not copy them; thinning them
+    (a frame cap) selects."""
+    from hour_llava.processing import EncodedVideo, HourLlavaVideoMetadata
+
+    metadata = HourLlavaVideoMetadata(total_num_frames=6, duration=6.0, frame_timestamps=[float(t) for t in range(6)])
+    features = torch.randn(6, 4, 8)
+    output = small(EncodedVideo(features, metadata))
+    assert output["pooled_video_features"].data_ptr() == features.data_ptr()
+    capped = small(EncodedVideo(features, metadata), max_frames=3)["pooled_video_features"]
+    rows = [int((features == row).all(dim=(1, 2)).nonzero()) for row in capped]
+    assert len(rows) == 3 and rows == sorted(set(rows)) and rows[0] == 0

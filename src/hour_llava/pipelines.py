@@ -287,7 +287,8 @@ class VideoTextToTextPipeline(Pipeline):
         }
         with_video = [item for item in items if "pooled_video_features" in item]
         if with_video:
-            batch["pooled_video_features"] = torch.cat([item["pooled_video_features"] for item in with_video])
+            features = [item["pooled_video_features"] for item in with_video]
+            batch["pooled_video_features"] = features[0] if len(features) == 1 else torch.cat(features)
             batch["video_num_frames"] = torch.cat([item["video_num_frames"] for item in with_video])
         batch["input_text"] = [item["input_text"] for item in items]
         return batch

@@ -179,13 +179,15 @@ class HourLlavaMemAugLayer(GradientCheckpointingLayer):
         memory_position_embeddings: tuple[torch.Tensor, torch.Tensor],
         **kwargs,
     ) -> torch.Tensor:
-        attn_output, _ = self.self_attn(
+        # `[0]`: eager attention returns its weights; holding them through the cross-attention would keep a
+        # query x query x heads matrix alive for nothing.
+        attn_output = self.self_attn(
             hidden_states, hidden_states, query_position_embeddings, query_position_embeddings, **kwargs
-        )
+        )[0]
         hidden_states = self.self_attn_layer_norm(hidden_states + attn_output)
-        attn_output, _ = self.cross_attn(
+        attn_output = self.cross_attn(
             hidden_states, memory, query_position_embeddings, memory_position_embeddings, **kwargs
-        )
+        )[0]
         hidden_states = self.cross_attn_layer_norm(hidden_states + attn_output)
         return self.final_layer_norm(hidden_states + self.mlp(hidden_states))
 

@@ -531,6 +531,8 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
 
     def _expand_inputs_for_generation(self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs):
         """Beam search and `num_return_sequences` repeat samples; repeat each sample's frames with it."""
+        if expand_size == 1:  # nothing to repeat: do not copy the frames
+            return super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
         frame_keys = [k for k in ("pixel_values_videos", "pooled_video_features") if model_kwargs.get(k) is not None]
         video_inputs = {key: model_kwargs.pop(key) for key in frame_keys}
         num_frames = model_kwargs.pop("video_num_frames", None)

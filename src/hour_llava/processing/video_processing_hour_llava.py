@@ -269,7 +269,8 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
                     max_frames=options["max_frames"],
                     num_frames=options["num_frames"],
                 )
-            pooled.append(video.pooled_features[torch.as_tensor(keep, dtype=torch.long)])
+            every_frame = len(keep) == len(times)  # then no copy: an hour of features is ~1 GiB for the 7B model
+            pooled.append(video.pooled_features if every_frame else video.pooled_features[torch.as_tensor(keep)])
             metadata.append(_select_frames(video.metadata, keep))
         return self._batch_output("pooled_video_features", pooled, metadata, options)
 
