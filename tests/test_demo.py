@@ -118,6 +118,9 @@ def test_miniature_demo_end_to_end(tmp_path):
         assert [r["id"] for r in records] == [s["id"] for s in test_questions]
     for run in result["training"].values():
         assert run["log_history"][0]["step"] > 0
+    dropped = [r for r in result["records"]["hour-llava"] if r["dropped_by_forgetting"]]
+    peaks = result["flash_attention"]
+    assert peaks["questions"] == len(dropped) and 0 <= peaks["peak_at_flash"] <= len(dropped)
     check = result["reload_check"]
     assert check["expected"] in synthetic.COLOURS and isinstance(check["answer"], str)
     assert (tmp_path / "hour-llava-demo" / "config.json").is_file()

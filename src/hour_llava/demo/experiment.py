@@ -123,8 +123,14 @@ def make_data(settings: DemoSettings, seed: int, data_dir: Path) -> DemoData:
 
 
 def demo_tokenizer():
-    """A tiny byte-level BPE tokenizer with merges trained on the demo's questions (`synthetic.corpus`)."""
-    return tiny_tokenizer(synthetic.corpus(), vocab_size=400)
+    """A tiny byte-level BPE tokenizer whose merges cover the demo's questions, answers and chat-template text."""
+    texts = synthetic.corpus() + [
+        HourLlavaProcessor.time_instruction(183.0, 45),
+        "system\nYou are a helpful assistant.",
+        "user\n",
+        "assistant\n",
+    ]
+    return tiny_tokenizer(texts * 20, vocab_size=512)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -311,6 +317,7 @@ class SeedResult:
     training: dict[str, TrainingRun]
     timeline: dict | None = None
     reload_check: dict | None = None
+    flash_attention: dict | None = None
 
 
 def run_seed(settings: DemoSettings, seed: int, output_dir: Path, keep_model: bool, step: Callable[[str], None]):
@@ -337,6 +344,7 @@ def run_seed(settings: DemoSettings, seed: int, output_dir: Path, keep_model: bo
         result.records[variant.name] = evaluate(model, model_processor, data, settings, reference.config)
         if variant is MODEL_VARIANTS[0] and keep_model:
             result.timeline = timeline_example(model, model_processor, data)
+            result.flash_attention = flash_attention_peaks(model, model_processor, data)
             step("saving the trained Hour-LLaVA, reloading it with AutoModelForImageTextToText and AutoProcessor")
             result.reload_check = reload_check(model, model_processor, data, output_dir / "hour-llava-demo")
     return result
@@ -362,6 +370,20 @@ def timeline_example(model, processor, data: DemoData) -> dict:
     return None
 
 
+def flash_attention_peaks(model, processor, data: DemoData) -> dict:
+    """Over every held-out flash question whose frame forgetting dropped: how often MemAug's cross-attention favours
+    the flash frame over every other frame of the memory (retrieval, whatever the answer says)."""
+    peaks = []
+    for sample in data.eval_samples:
+        flash = sample["evidence_seconds"][0]
+        if sample["task"] != "needle" or flash in kept_seconds(model.config, sample["seconds"]):
+            continue
+        path = str(data.video_root / synthetic.DATA_SOURCE / sample["video"])
+        attention = cross_attention_timeline(model, processor, path, question_of(sample))
+        peaks.append(int(np.argmax(attention)) == flash)
+    return {"questions": len(peaks), "peak_at_flash": int(sum(peaks))}
+
+
 def reload_check(model, processor, data: DemoData, directory: Path) -> dict:
     sample = next(s for s in data.eval_samples if s["task"] == "needle")
     path = str(data.video_root / synthetic.DATA_SOURCE / sample["video"])
@@ -382,6 +404,7 @@ def save_seed_result(result: SeedResult, path: Path) -> None:
         "training": {name: asdict(run) for name, run in result.training.items()},
         "timeline": result.timeline,
         "reload_check": result.reload_check,
+        "flash_attention": result.flash_attention,
     }
     synthetic.write_json(path, payload)
 
@@ -389,7 +412,14 @@ def save_seed_result(result: SeedResult, path: Path) -> None:
 def load_seed_result(path: Path) -> SeedResult:
     payload = json.loads(path.read_text())
     training = {name: TrainingRun(**run) for name, run in payload["training"].items()}
-    return SeedResult(payload["seed"], payload["records"], training, payload["timeline"], payload["reload_check"])
+    return SeedResult(
+        payload["seed"],
+        payload["records"],
+        training,
+        payload["timeline"],
+        payload["reload_check"],
+        payload.get("flash_attention"),
+    )
 
 
 __all__ = [
@@ -400,6 +430,7 @@ __all__ = [
     "build_model",
     "cross_attention_timeline",
     "evaluate",
+    "flash_attention_peaks",
     "load_seed_result",
     "make_data",
     "run_seed",

@@ -238,10 +238,10 @@ def write_scene_descriptions(path: Path, videos: list[SyntheticVideo]) -> Path:
 
 
 def corpus() -> list[str]:
-    """The texts the demo's tokenizer trains its byte-pair merges on: mostly the questions, so they stay short."""
-    questions = [template.format(when="middle", first="red", second="blue") for template in QUESTION_TEMPLATES.values()]
-    words = " ".join(NUMBER_WORDS + TIMES_OF_VIDEO)
-    return questions * 20 + list(COLOURS) * 10 + [words] * 10
+    """Every question and answer text of the demo, for its tokenizer's byte-pair merges."""
+    texts = [template.format(when="middle", first="red", second="blue") for template in QUESTION_TEMPLATES.values()]
+    texts += [f"the {when} of the video" for when in TIMES_OF_VIDEO]
+    return texts + list(COLOURS) + list(NUMBER_WORDS)
 
 
 __all__ = [
