@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+from transformers import AutoProcessor
 
 from hour_llava.cli import build_parser
 from hour_llava.demo import DemoSettings, run_demo
@@ -124,6 +125,9 @@ def test_miniature_demo_end_to_end(tmp_path):
     check = result["reload_check"]
     assert check["expected"] in synthetic.COLOURS and isinstance(check["answer"], str)
     assert (tmp_path / "hour-llava-demo" / "config.json").is_file()
+    assert check["id"] == next(s["id"] for s in test_questions if s["task"] == "needle")
+    # The saved processor keeps the demo's prompt: no time instruction, as in training.
+    assert AutoProcessor.from_pretrained(tmp_path / "hour-llava-demo").add_time_instruction is False
     if result["timeline"] is not None:  # both test videos' flashes may have been kept
         attention = np.array(result["timeline"]["attention"])
         assert len(attention) == next(s["seconds"] for s in test_questions if s["id"] == result["timeline"]["id"])

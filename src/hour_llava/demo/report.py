@@ -5,7 +5,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from .experiment import MODEL_VARIANTS, DemoSettings, SeedResult
+from .experiment import MODEL_VARIANTS, DemoSettings, SeedResult, first_word
 from .synthetic import NUM_ANSWERS, TASKS
 
 
@@ -179,6 +179,12 @@ def _setup_text(settings: DemoSettings, results: Sequence[SeedResult]) -> str:
         "first word is the expected one. The three models share one frozen random vision tower and are trained by "
         "`HourLlavaSFTTrainer` (stage 3) with the same rows, order, step count and learning rates "
         f"({settings.learning_rate:g}; MemAug {settings.memaug_learning_rate:g})."
+        + (
+            ""
+            if settings.add_time_instruction
+            else " The processor leaves out the reference time instruction (`add_time_instruction=False`): between "
+            "the video and the question it held back a language model this small for longer than the demo trains."
+        )
     )
 
 
@@ -186,14 +192,19 @@ def _reading_notes(results: Sequence[SeedResult]) -> str:
     table = accuracies(results)
     dropped = {name: statistics.mean(values["needle, frame dropped"]) for name, values in table.items()}
     memaug, plain = dropped["hour-llava"], dropped["no-memaug"]
+    per_seed = ""
+    if len(results) > 1:
+        values = table["hour-llava"]["needle, frame dropped"]
+        seeds = ", ".join(f"{100 * value:.0f}% (seed {r.seed})" for r, value in zip(results, values))
+        per_seed = f" Per seed, Hour-LLaVA's share is {seeds}; the verdict reads the mean."
     verdict = "meets" if memaug >= 0.85 and plain <= 2 * CHANCE["needle, frame dropped"] else "does not meet"
     return (
         "\"needle, frame dropped\" are the flash questions whose one flash frame is not among the frames temporal "
         "forgetting keeps (3 in 4 are dropped), so no decayed token shows it: only the memory repository, through "
         f"MemAug, holds it. There Hour-LLaVA answers {100 * memaug:.0f}% right and the same model without MemAug "
         f"{100 * plain:.0f}% (chance {100 * CHANCE['needle, frame dropped']:.0f}%). This run {verdict} the target "
-        "of MemAug at 85% or more while the model without it stays near chance. `uniform-64` sees the flash frame "
-        "only when it is among its 64 frames, which happens for about 64/T of the videos."
+        f"of MemAug at 85% or more while the model without it stays near chance.{per_seed} `uniform-64` sees the "
+        "flash frame only when it is among its 64 frames, which happens for about 64/T of the videos."
     )
 
 
@@ -226,16 +237,26 @@ def _training_text(results: Sequence[SeedResult]) -> str:
 
 
 def _reload_text(results: Sequence[SeedResult]) -> str:
-    check = next((r.reload_check for r in results if r.reload_check), None)
-    if check is None:
+    seed = next((r for r in results if r.reload_check), None)
+    if seed is None:
         return ""
+    check = seed.reload_check
     return (
         "## Save and reload\n\n"
         f"The trained Hour-LLaVA was saved to `{check['directory']}` and reloaded with "
         "`AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained`. Asked "
         f"\"{check['question']}\" about `{Path(check['video']).name}`, it answered **{check['answer']!r}** "
-        f"(expected {check['expected']!r})."
+        f"(expected {check['expected']!r}).{_before_saving(seed, check)}"
     )
+
+
+def _before_saving(seed: SeedResult, check: dict) -> str:
+    """The pipeline's answer to the same question before the model was saved: a reload must not change it."""
+    record = next((r for r in seed.records.get("hour-llava", []) if r["id"] == check.get("id")), None)
+    if record is None:
+        return ""
+    same = "the same" if first_word(record["prediction"]) == first_word(check["answer"]) else "a different"
+    return f" Before saving, the pipeline had answered {record['prediction']!r}: {same} answer."
 
 
 __all__ = ["COLUMNS", "accuracies", "markdown_table", "plot_accuracy", "plot_timeline", "write_report"]
