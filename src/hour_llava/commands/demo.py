@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output-dir", type=Path, default=Path("hour-llava-demo"), help="Where data, models and the report go"
     )
-    parser.add_argument("--full", action="store_true", help="Three seeds and more held-out videos (about 35 min)")
+    parser.add_argument(
+        "--full", action="store_true", help="Three seeds, more training and held-out videos (about 32 min)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .experiment import MODEL_VARIANTS, DemoSettings, load_seed_result, run_seed, save_seed_result
 from .report import markdown_table, write_report
+from .synthetic import write_json
 
 
 def run_demo(settings: DemoSettings, output_dir: str | Path, command: str = "hour-llava demo") -> Path:
@@ -59,7 +60,7 @@ def check_settings(settings: DemoSettings, path: Path) -> None:
                 "remove that folder."
             )
         return
-    path.write_text(json.dumps(current, indent=1))
+    write_json(path, current)
 
 
 __all__ = ["MODEL_VARIANTS", "DemoSettings", "run_demo"]

@@ -113,19 +113,17 @@ def make_data(settings: DemoSettings, seed: int, data_dir: Path) -> DemoData:
     short_videos, long_videos, test_videos = (
         synthetic.make_videos(spec, rng) for spec in (settings.short_train, settings.long_train, settings.held_out)
     )
+    all_videos = short_videos + long_videos + test_videos
     video_root = data_dir / "videos"
-    synthetic.write_videos(short_videos + long_videos + test_videos, video_root)
+    synthetic.write_videos(all_videos, video_root)
     # Curriculum: the trainer reads the rows in file order, short videos first (where the needle is easy to find).
     rows = synthetic.training_samples(short_videos, settings.rows_per_short_video, rng)
     rows += synthetic.training_samples(long_videos, settings.rows_per_long_video, rng)
     train_file = synthetic.write_json(data_dir / "train.json", rows)
     eval_samples = synthetic.evaluation_samples(test_videos)
     synthetic.write_json(data_dir / "test.json", eval_samples)
-    synthetic.write_scene_descriptions(data_dir / "scenes.json", short_videos + long_videos + test_videos)
-    videos = {
-        f"{synthetic.DATA_SOURCE}/{v.name}": str(video_root / synthetic.DATA_SOURCE / v.name)
-        for v in short_videos + long_videos + test_videos
-    }
+    synthetic.write_scene_descriptions(data_dir / "scenes.json", all_videos)
+    videos = {f"{synthetic.DATA_SOURCE}/{v.name}": str(video_root / synthetic.DATA_SOURCE / v.name) for v in all_videos}
     return DemoData(video_root, train_file, eval_samples, videos)
 
 
@@ -262,7 +260,7 @@ def score(sample: dict, prediction: str, config, forgetting_config) -> dict:
         # Was the answer frame among the frames Hour-LLaVA's temporal forgetting keeps? (the same for every model)
         "dropped_by_forgetting": sample["task"] == "needle" and evidence[0] not in forgetting_keeps,
         # ... and among the frames this model's language model sees?
-        "in_llm_input": any(second in kept_seconds(config, sample["seconds"]) for second in evidence),
+        "in_llm_input": not kept_seconds(config, sample["seconds"]).isdisjoint(evidence),
     }
 
 
@@ -355,37 +353,19 @@ def run_seed(settings: DemoSettings, seed: int, output_dir: Path, keep_model: bo
         step(f"seed {seed}: evaluating {variant.name} on {len(data.eval_samples)} held-out questions")
         result.records[variant.name] = evaluate(model, model_processor, data, settings, reference.config)
         if variant is MODEL_VARIANTS[0] and keep_model:
-            result.timeline = timeline_example(model, model_processor, data)
-            result.flash_attention = flash_attention_peaks(model, model_processor, data)
+            result.timeline, result.flash_attention = memaug_attention_on_dropped_flashes(model, model_processor, data)
             step("saving the trained Hour-LLaVA, reloading it with AutoModelForImageTextToText and AutoProcessor")
             result.reload_check = reload_check(model, model_processor, data, output_dir / "hour-llava-demo")
     return result
 
 
-def timeline_example(model, processor, data: DemoData) -> dict:
-    """MemAug's cross-attention for the first held-out needle question whose flash forgetting dropped."""
-    for sample in data.eval_samples:
-        if sample["task"] != "needle":
-            continue
-        if sample["evidence_seconds"][0] in kept_seconds(model.config, sample["seconds"]):
-            continue
-        path = str(data.video_root / synthetic.DATA_SOURCE / sample["video"])
-        attention = cross_attention_timeline(model, processor, path, question_of(sample))
-        return {
-            "id": sample["id"],
-            "question": question_of(sample),
-            "answer": sample["conversations"][1]["value"],
-            "flash_second": sample["evidence_seconds"][0],
-            "kept_seconds": sorted(kept_seconds(model.config, sample["seconds"])),
-            "attention": attention.tolist(),
-        }
-    return None
+def memaug_attention_on_dropped_flashes(model, processor, data: DemoData) -> tuple[dict | None, dict]:
+    """MemAug's cross-attention over every held-out flash question whose frame forgetting dropped.
 
-
-def flash_attention_peaks(model, processor, data: DemoData) -> dict:
-    """Over every held-out flash question whose frame forgetting dropped: how often MemAug's cross-attention favours
-    the flash frame over every other frame of the memory (retrieval, whatever the answer says)."""
-    peaks = []
+    Returns the first such question's timeline (for the plot) and how often the attention favours the flash frame
+    over every other frame of the memory (retrieval, whatever the answer says).
+    """
+    timeline, peaks = None, []
     for sample in data.eval_samples:
         flash = sample["evidence_seconds"][0]
         if sample["task"] != "needle" or flash in kept_seconds(model.config, sample["seconds"]):
@@ -393,7 +373,16 @@ def flash_attention_peaks(model, processor, data: DemoData) -> dict:
         path = str(data.video_root / synthetic.DATA_SOURCE / sample["video"])
         attention = cross_attention_timeline(model, processor, path, question_of(sample))
         peaks.append(int(np.argmax(attention)) == flash)
-    return {"questions": len(peaks), "peak_at_flash": int(sum(peaks))}
+        if timeline is None:
+            timeline = {
+                "id": sample["id"],
+                "question": question_of(sample),
+                "answer": sample["conversations"][1]["value"],
+                "flash_second": flash,
+                "kept_seconds": sorted(kept_seconds(model.config, sample["seconds"])),
+                "attention": attention.tolist(),
+            }
+    return timeline, {"questions": len(peaks), "peak_at_flash": int(sum(peaks))}
 
 
 def reload_check(model, processor, data: DemoData, directory: Path) -> dict:
@@ -443,7 +432,7 @@ __all__ = [
     "build_model",
     "cross_attention_timeline",
     "evaluate",
-    "flash_attention_peaks",
+    "memaug_attention_on_dropped_flashes",
     "load_seed_result",
     "make_data",
     "run_seed",

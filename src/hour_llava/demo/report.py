@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .experiment import MODEL_VARIANTS, DemoSettings, SeedResult, first_word
-from .synthetic import NUM_ANSWERS, TASKS
+from .synthetic import NUM_ANSWERS, TASKS, write_text
 
 
 # Columns of the table: name -> which scored answers it averages.
@@ -160,11 +160,7 @@ def write_report(results: Sequence[SeedResult], settings: DemoSettings, output_d
         f"![training loss]({IMAGES}/demo_training_loss.png)",
         _reload_text(results),
     ]
-    path = output_dir / "results.md"
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text("\n\n".join(s for s in sections if s) + "\n")
-    partial.replace(path)
-    return path
+    return write_text(output_dir / "results.md", "\n\n".join(s for s in sections if s) + "\n")
 
 
 def _setup_text(settings: DemoSettings, results: Sequence[SeedResult]) -> str:

@@ -224,12 +224,16 @@ def _sample(sample_id: str, video: SyntheticVideo, qas: list[QuestionAnswer]) ->
     return {"id": sample_id, "video": video.name, "data_source": DATA_SOURCE, "conversations": conversation(qas)}
 
 
-def write_json(path: Path, samples: list[dict]) -> Path:
-    """Write atomically: a half-written file never looks like a dataset."""
+def write_text(path: Path, text: str) -> Path:
+    """Write atomically: an interrupted run never leaves a half-written dataset, result or report behind."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(samples, indent=1))
+    partial.write_text(text)
     partial.replace(path)
     return path
+
+
+def write_json(path: Path, payload: list | dict) -> Path:
+    return write_text(path, json.dumps(payload, indent=1))
 
 
 def write_scene_descriptions(path: Path, videos: list[SyntheticVideo]) -> Path:
@@ -258,6 +262,7 @@ __all__ = [
     "random_video",
     "training_samples",
     "write_json",
+    "write_text",
     "write_scene_descriptions",
     "write_videos",
 ]
