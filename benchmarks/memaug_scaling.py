@@ -65,14 +65,14 @@ def eager_peak_estimate(args: argparse.Namespace, memory_tokens: int, query_len:
 
     Each holds two fp32 score matrices (the product and its scaled copy, then that copy and the softmax), its keys
     and values repeated to every query head, the key/value projection with its rotated copy and the cos/sin tables.
-    During the cross-attention the self-attention's probabilities are still alive too: the layer receives them as
-    the second return value of `self_attn` (`attn_output, _ = ...`) and drops them only at the next assignment.
+    The layer keeps only the self-attention's output (`self_attn(...)[0]`), so its probabilities are gone before the
+    cross-attention starts.
     """
     head_dim = args.hidden // args.heads
     per_key = 4 * (2 * args.heads * head_dim + 4 * args.kv_heads * head_dim + 4 * (head_dim // 2))
     self_scores = query_len * query_len * args.heads * 4
     cross_scores = query_len * memory_tokens * args.heads * 4
-    return max(2 * self_scores + query_len * per_key, self_scores + 2 * cross_scores + memory_tokens * per_key)
+    return max(2 * self_scores + query_len * per_key, 2 * cross_scores + memory_tokens * per_key)
 
 
 def status_mib(field: str) -> float:
