@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hour_llava.modeling.memory import (
-    build_video_memory,
+    assemble_video_memory,
     memaug_query_position_ids,
     random_spatial_indices,
     temporal_keep_indices,
@@ -46,16 +46,16 @@ def test_worked_vector_t128_uniform():
     frames[..., 0] = torch.arange(128)[:, None]  # frame index
     frames[..., 1] = torch.arange(64)[None, :]  # token index
     newline = torch.tensor([-1.0, -1.0, 7.0])
-    memory = build_video_memory(frames, newline, uniform_spatial_indices(8, 16), temporal_keep_indices(128, 32))
+    memory = assemble_video_memory(frames, newline, uniform_spatial_indices(8, 16), temporal_keep_indices(128, 32))
 
-    assert memory.memory.shape == (8320, hidden)
-    assert memory.memory_position_ids.tolist() == list(range(8320))
+    assert memory.repository.shape == (8320, hidden)
+    assert memory.repository_position_ids.tolist() == list(range(8320))
     assert memory.decayed.shape == (544, hidden)
     expected_ids = spec_video_position_ids(SPEC_KEPT_FRAMES_T128, SPEC_UNIFORM_SPATIAL)
     assert memory.decayed_position_ids.tolist() == expected_ids
     # every decayed token is the memory token with the same id (the ids really index the memory)
-    torch.testing.assert_close(memory.decayed, memory.memory[memory.decayed_position_ids])
-    assert memory.memory[64].tolist() == newline.tolist() and memory.memory[65 + 64].tolist() == newline.tolist()
+    torch.testing.assert_close(memory.decayed, memory.repository[memory.decayed_position_ids])
+    assert memory.repository[64].tolist() == newline.tolist() and memory.repository[65 + 64].tolist() == newline.tolist()
 
     query_ids = memaug_query_position_ids(5, memory.decayed_position_ids, 8320, 3)
     assert query_ids.tolist() == [0, 1, 2, 3, 4] + [5 + i for i in expected_ids] + [5 + 8320, 5 + 8321, 5 + 8322]
@@ -120,8 +120,8 @@ def test_model_upsamples_a_100_frame_video_to_128(tokenizer):
     with torch.no_grad():
         pooled = model.model.get_video_features(pixels).pooler_output
         memory = model.model.build_video_memory(pooled)
-    assert memory.memory.shape[0] == 128 * 65
-    frames = memory.memory.view(128, 65, -1)
+    assert memory.repository.shape[0] == 128 * 65
+    frames = memory.repository.view(128, 65, -1)
     # np.linspace(0, 99, 128, dtype=int) starts 0, 0, 1, 2, 3, 3: frames 0/1 and 4/5 are duplicates
     torch.testing.assert_close(frames[0], frames[1])
     torch.testing.assert_close(frames[4], frames[5])

@@ -78,8 +78,9 @@ def test_memaug_matches_einsum_reference(attn_implementation):
         config.memaug_num_key_value_heads, config.memaug_rope_theta, query[0], memory[0], query_pos, memory_pos,
     )
     with torch.no_grad():
-        ours_fp32 = module(query, memory, query_pos[None], memory_pos[None])[0]
-        ours_fp64 = module.double()(query.double(), memory.double(), query_pos[None], memory_pos[None])[0]
+        ours_fp32 = module(query, memory, query_pos[None], memory_pos[None]).last_hidden_state[0]
+        ours_fp64 = module.double()(query.double(), memory.double(), query_pos[None], memory_pos[None])
+        ours_fp64 = ours_fp64.last_hidden_state[0]
     torch.testing.assert_close(ours_fp64, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours_fp32.double(), expected, atol=1e-4, rtol=1e-4)  # float32 rounding only
 
@@ -148,7 +149,7 @@ def test_sdpa_never_builds_the_query_by_memory_score_matrix(requires_grad):
     positions = torch.arange(query_len)[None], torch.arange(memory_len)[None]
     watcher = LargestTensor()
     with watcher, torch.set_grad_enabled(requires_grad):
-        out = module(query, memory, *positions)
+        out = module(query, memory, *positions).last_hidden_state
         if requires_grad:
             out.sum().backward()
     assert watcher.largest < query_len * memory_len  # one head's score matrix alone would be this big

@@ -1,5 +1,7 @@
 """HourLlavaModel / HourLlavaForConditionalGeneration behaviour on tiny configs built in-process."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -324,20 +326,56 @@ def test_memaug_depth_zero_feeds_the_decayed_tokens_to_the_llm(tokenizer):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"text_config": {"hidden_size": 30, "num_attention_heads": 4}}, "not divisible by memaug_num_attention_heads=4"),
+        # the text model's own heads are named as the cause, not MemAug's (which default to them)
+        ({"text_config": {"hidden_size": 30, "num_attention_heads": 4}},
+         r"text_config.hidden_size=30 is not divisible by text_config.num_attention_heads=4"),
+        ({"text_config": {"hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 5}},
+         r"text_config.num_attention_heads=28 is not a multiple of text_config.num_key_value_heads=5"),
+        ({"vision_config": {"num_hidden_layers": 1, "hidden_size": 30, "num_attention_heads": 4}},
+         r"vision_config.hidden_size=30 is not divisible by vision_config.num_attention_heads=4"),
+        ({"memaug_num_attention_heads": 5}, "not divisible by memaug_num_attention_heads=5"),
         ({"memaug_num_attention_heads": 7, "memaug_num_key_value_heads": 2}, "not a multiple of"),
         ({"spatial_keep_tokens": 5}, "spatial_keep_tokens=5 must be a square"),
         ({"spatial_sampling_type": "gaussian"}, "spatial_sampling_type='gaussian'"),
         ({"memory_position_mode": "shifted"}, "memory_position_mode='shifted'"),
         ({"memaug_partial_rotary_factor": 0.1}, "memaug_partial_rotary_factor=0.1"),
         ({"video_pool_size": 40}, "video_pool_size=40 is larger"),
-        ({"memaug_depth": -1}, "memaug_depth=-1 must not be negative"),
-        ({"temporal_downsample": 0}, "temporal_downsample=0 must be at least 1"),
+        # sizes: every one positive, whatever else happens to pass with it (-2 squares to a valid grid)
+        ({"video_pool_size": -2}, r"video_pool_size=-2 \(int\) must be a positive integer"),
+        ({"spatial_keep_tokens": 0}, "spatial_keep_tokens=0 .* must be a positive integer"),
+        ({"max_kept_frames": 0}, "max_kept_frames=0 .* must be a positive integer"),
+        ({"vision_chunk_size": -1}, "vision_chunk_size=-1 .* must be a positive integer"),
+        ({"memaug_intermediate_size": 0}, "memaug_intermediate_size=0 .* must be a positive integer"),
+        ({"memaug_layer_norm_eps": 0.0}, "memaug_layer_norm_eps=0.0 .* must be a positive number"),
+        ({"memaug_depth": -1}, "memaug_depth=-1 .* must be a non-negative integer"),
+        ({"temporal_downsample": 0}, "temporal_downsample=0 .* must be a positive integer"),
+        # types: what a hand-edited config.json holds
+        ({"min_video_frames": "128"}, r"min_video_frames='128' \(str\) must be a non-negative integer"),
+        ({"temporal_downsample": 4.0}, r"temporal_downsample=4.0 \(float\) must be a positive integer"),
+        ({"max_kept_frames": True}, r"max_kept_frames=True \(bool\) must be a positive integer"),
+        ({"video_token_id": None}, r"video_token_id=None \(NoneType\) must be a non-negative integer"),
+        ({"memaug_rope_theta": "1e6"}, r"memaug_rope_theta='1e6' \(str\) must be a positive number"),
+        ({"use_cache": "yes"}, "use_cache='yes' must be true or false"),
     ],
 )
 def test_config_validation(overrides, message):
+    overrides = {"vision_config": {"num_hidden_layers": 1}, **overrides}
     with pytest.raises(ValueError, match=message):
-        HourLlavaConfig(vision_config={"num_hidden_layers": 1}, **overrides)
+        HourLlavaConfig(**overrides)
+
+
+def test_a_bad_value_in_config_json_is_named_when_loading(tmp_path):
+    HourLlavaConfig(vision_config={"num_hidden_layers": 1}).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "min_video_frames": "128"}))
+    with pytest.raises(ValueError, match="min_video_frames='128'"):
+        HourLlavaConfig.from_pretrained(tmp_path)
+
+
+def test_use_cache_is_on_the_top_level_config():
+    config = HourLlavaConfig(vision_config={"num_hidden_layers": 1}, use_cache=False)
+    assert config.use_cache is False and HourLlavaConfig(vision_config={"num_hidden_layers": 1}).use_cache is True
+    assert HourLlavaConfig.from_dict(config.to_dict()).use_cache is False
 
 
 def test_config_defaults_follow_the_released_checkpoints():

@@ -211,7 +211,7 @@ def test_streamed_chunks_give_the_model_the_same_memory_as_all_pixels(processor,
     chunks = processor.video_processor.iter_video_chunks(BIKES, chunk_size=40)
     with torch.no_grad():
         expected = model(**inputs).logits
-        pooled = model.encode_video_stream(chunk.pixel_values for chunk in chunks)
+        pooled = model.get_pooled_video_features(chunk.pixel_values for chunk in chunks)
         without_pixels = {key: value for key, value in inputs.items() if key != "pixel_values_videos"}
         logits = model(**without_pixels, pooled_video_features=pooled).logits
     torch.testing.assert_close(logits, expected)
@@ -219,7 +219,7 @@ def test_streamed_chunks_give_the_model_the_same_memory_as_all_pixels(processor,
 
 def test_an_encoded_video_stands_in_for_the_decoded_one(processor, model):
     """Cached features go back through the processor as the video: same tokens and masks, same logits, no pixels."""
-    encoded = processor.video_processor.encode_video(BIKES, model.encode_video_stream, chunk_size=50)
+    encoded = processor.video_processor.encode_video(BIKES, model.get_pooled_video_features, chunk_size=50)
     assert encoded.num_frames == 128 and encoded.metadata.duration == pytest.approx(10.0)
     options = {"tokenize": True, "return_dict": True, "return_tensors": "pt", "return_assistant_tokens_mask": True}
     decoded = processor.apply_chat_template(conversation(BIKES), **options)
@@ -233,7 +233,7 @@ def test_an_encoded_video_stands_in_for_the_decoded_one(processor, model):
 
 
 def test_an_encoded_video_is_sampled_like_a_video(processor, model):
-    encoded = processor.video_processor.encode_video(BIKES, model.encode_video_stream, min_frames=0)
+    encoded = processor.video_processor.encode_video(BIKES, model.get_pooled_video_features, min_frames=0)
     assert encoded.metadata.timestamps == pytest.approx([float(t) for t in range(10)])
     again = processor(text="<video>\nQ", videos=[encoded], min_frames=0, return_tensors="pt")
     assert again["video_num_frames"].tolist() == [10]  # the same options keep every frame
@@ -256,7 +256,7 @@ def test_pathlib_paths_are_videos(processor):
 
 
 def test_encoded_videos_must_match_the_placeholders_and_not_mix_with_files(processor, model):
-    encoded = processor.video_processor.encode_video(CARPHONE, model.encode_video_stream)
+    encoded = processor.video_processor.encode_video(CARPHONE, model.get_pooled_video_features)
     with pytest.raises(ValueError, match="1 <video> placeholders but 2 encoded videos"):
         processor(text="<video>\nQ", videos=[encoded, encoded])
     with pytest.raises(ValueError, match="not both"):

@@ -32,6 +32,7 @@ from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
 from .video_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_VIDEOS, VideoFeatureCache, video_cache_key
+from .video_features import encode_video
 
 
 logger = logging.get_logger(__name__)
@@ -58,6 +59,22 @@ class VideoQuestion:
 
     video: Any
     text: str
+
+
+def check_video_token(config, processor) -> None:
+    """The model's `video_token_id` must be the processor's video token, or no video would reach the model.
+
+    Checked when the model and its processor first meet (loading the pipeline), not at the first question.
+    """
+    token_id, token = config.video_token_id, processor.video_token
+    tokenizer_token = processor.tokenizer.convert_ids_to_tokens(token_id) if token_id < len(processor.tokenizer) else None
+    if token_id != processor.video_token_id:
+        found = f"is {tokenizer_token!r} in the tokenizer" if tokenizer_token is not None else "is not in the tokenizer"
+        raise ValueError(
+            f"The model's config.video_token_id={token_id} {found}, but the processor's video token {token!r} has "
+            f"id {processor.video_token_id}; set `video_token_id` in the model's config.json to the tokenizer's id "
+            "of the video token."
+        )
 
 
 class VideoTextToTextPipeline(Pipeline):
@@ -109,6 +126,7 @@ class VideoTextToTextPipeline(Pipeline):
                 f"No Hour-LLaVA processor was found for {self.model.name_or_path!r}; save one next to the model "
                 "(`HourLlavaProcessor.from_model_config(config, tokenizer).save_pretrained(directory)`)."
             )
+        check_video_token(self.model.config, self.processor)
         self.video_cache = VideoFeatureCache(max_cached_videos, max_cache_bytes)
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -233,20 +251,10 @@ class VideoTextToTextPipeline(Pipeline):
         cache_key = video_cache_key(video, decoding)
         encoded = self.video_cache.get(cache_key)
         if encoded is None:
-            encoded = self.encode_video(video, decoding)
+            with self.device_placement():
+                encoded = encode_video(video, self.processor.video_processor, self.model, **decoding)
             self.video_cache.put(cache_key, encoded)
         return encoded
-
-    def encode_video(self, video: Any, decoding: dict):
-        """Stream `video` through the vision tower, one chunk of `vision_chunk_size` frames at a time.
-
-        The chunks hold exactly the pixels `processor(videos=...)` returns and the tower sees the same batches, so
-        the features equal `model.get_video_features(pixel_values_videos).last_hidden_state`.
-        """
-        with self.device_placement(), self.get_inference_context()():
-            return self.processor.video_processor.encode_video(
-                video, self.model.encode_video_stream, chunk_size=self.model.config.vision_chunk_size, **decoding
-            )
 
     def check_context_length(self, model_inputs: dict, video_name: str | None) -> dict:
         """Refuse a prompt longer than the language model's context, naming both numbers."""

@@ -12,10 +12,10 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import Qwen2Tokenizer
 
 from .modeling import HourLlavaConfig, HourLlavaForConditionalGeneration
+from .processing import VIDEO_TOKEN
 
 
 CHATML_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-VIDEO_TOKEN = "<video>"
 
 
 def tiny_tokenizer(corpus: Iterable[str] | None = None, vocab_size: int = 512) -> Qwen2Tokenizer:

@@ -21,8 +21,7 @@ import torch
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase, Qwen2Config
 
 from ..modeling import HourLlavaConfig, HourLlavaForConditionalGeneration
-from ..processing import HourLlavaProcessor
-from ..tiny import VIDEO_TOKEN
+from ..processing import VIDEO_TOKEN, HourLlavaProcessor
 from .configs import (
     AUTHORS,
     config_from_authors,

@@ -31,7 +31,6 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
 from trl import SFTConfig
 
 from ..conversion import atomic_directory
-from ..modeling.memory import temporal_keep_indices, upsample_frame_indices
 from ..pipelines import TASK
 from ..processing import HourLlavaProcessor
 from ..tiny import tiny_model, tiny_tokenizer
@@ -210,10 +209,12 @@ def train(model, processor, dataset: Dataset, cache_dir: Path, config: SFTConfig
 # Evaluation
 # ----------------------------------------------------------------------------------------------------------------------
 def kept_seconds(config, num_frames: int) -> set[int]:
-    """The decoded frames (= seconds, for a 1 FPS video) whose tokens survive temporal forgetting."""
-    upsampled = upsample_frame_indices(num_frames, config.min_video_frames)
-    kept = temporal_keep_indices(len(upsampled), config.num_kept_frames(num_frames))
-    return {int(upsampled[i]) for i in kept}
+    """The decoded frames (= seconds, for a 1 FPS video) whose tokens survive temporal forgetting.
+
+    The config answers without a forward pass; a forward pass reports the same frames in
+    `video_outputs.kept_frame_indices`.
+    """
+    return set(config.kept_frame_indices(num_frames))
 
 
 def first_word(text: str) -> str:
@@ -270,26 +271,13 @@ def score(sample: dict, prediction: str, config, forgetting_config) -> dict:
 @torch.no_grad()
 def cross_attention_timeline(model, processor, video_path: str, question: str) -> np.ndarray:
     """Share of MemAug's cross-attention (decayed-video queries, every block and head) that lands on each frame."""
-    captured: list[torch.Tensor] = []
-    hooks = [
-        layer.cross_attn.register_forward_hook(lambda module, args, output: captured.append(output[1]))
-        for layer in model.model.memory_augmentation.layers
-    ]
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")  # sdpa never materialises the attention weights
     try:
-        inputs = chat_inputs(processor, video_path, question)
-        model(**inputs)
+        outputs = model(**chat_inputs(processor, video_path, question), output_attentions=True)
     finally:
         model.set_attn_implementation(previous)
-        for hook in hooks:
-            hook.remove()
-    video_positions = (inputs["input_ids"][0] == model.config.video_token_id).nonzero().flatten()
-    start, end = int(video_positions[0]), int(video_positions[-1]) + 1
-    text_before = int(inputs["memaug_query_mask"][0, :start].sum())
-    weights = torch.stack([w[0, :, text_before : text_before + end - start] for w in captured])  # (L, H, n, M)
-    per_token = weights.float().mean(dim=(0, 1, 2))
-    return per_token.reshape(-1, model.config.memory_tokens_per_frame).sum(-1).numpy()
+    return outputs.video_outputs.memory_attention[0].numpy()
 
 
 def chat_inputs(processor, video_path: str, question: str) -> dict:

@@ -8,6 +8,8 @@ and siblings of this folder.
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .memory import kept_source_frames
+
 
 SIGLIP_SO400M_VIDEO_TOWER = {
     # SigLIP so400m/14@384 with its last encoder layer removed, as every released Hour-LLaVA checkpoint uses it.
@@ -37,6 +39,22 @@ QWEN2_7B_SHAPE = {
 
 SPATIAL_SAMPLING_TYPES = ("random", "uniform")
 MEMORY_POSITION_MODES = ("reference", "aligned")
+
+# Numeric fields checked when a config is built or loaded, so that a wrong value in config.json is named there and
+# then, not as a shape error somewhere in a forward pass.
+POSITIVE_INT_FIELDS = (
+    "video_pool_size",
+    "spatial_keep_tokens",
+    "temporal_downsample",
+    "max_kept_frames",
+    "vision_chunk_size",
+    "memaug_num_attention_heads",
+    "memaug_num_key_value_heads",
+    "memaug_intermediate_size",
+)
+NON_NEGATIVE_INT_FIELDS = ("video_token_id", "min_video_frames", "memaug_depth")
+POSITIVE_FLOAT_FIELDS = ("memaug_rope_theta", "memaug_partial_rotary_factor", "memaug_layer_norm_eps")
+NON_NEGATIVE_FLOAT_FIELDS = ("initializer_range",)
 
 
 class HourLlavaConfig(PreTrainedConfig):
@@ -90,6 +108,9 @@ class HourLlavaConfig(PreTrainedConfig):
             Std of the normal initialisation of new weights (MemAug when it starts fresh).
         tie_word_embeddings (`bool`, *optional*, defaults to `False`):
             Tie `lm_head` to the input embeddings (Qwen2.5-3B does).
+        use_cache (`bool`, *optional*, defaults to `True`):
+            Whether the model returns its key/value cache (read by `generate` and the Trainer from the top-level
+            config).
 
     Example:
 
@@ -130,6 +151,7 @@ class HourLlavaConfig(PreTrainedConfig):
     vision_chunk_size: int = 128
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
+    use_cache: bool = True
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -149,6 +171,9 @@ class HourLlavaConfig(PreTrainedConfig):
 
     def validate_hour_llava(self) -> None:
         """Raise a `ValueError` naming the field and its value for any inconsistent setting."""
+        self._validate_numbers()
+        _validate_attention_shape(self.text_config, "text_config")
+        _validate_attention_shape(self.vision_config, "vision_config")
         hidden = self.text_config.hidden_size
         heads, kv_heads = self.memaug_num_attention_heads, self.memaug_num_key_value_heads
         if heads <= 0 or hidden % heads != 0:
@@ -182,12 +207,25 @@ class HourLlavaConfig(PreTrainedConfig):
                 f"{patches_per_side} patch grid (image_size {self.vision_config.image_size}, patch_size "
                 f"{self.vision_config.patch_size})."
             )
-        for name in ("temporal_downsample", "max_kept_frames", "vision_chunk_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
-        for name in ("memaug_depth", "min_video_frames"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must not be negative.")
+
+    def _validate_numbers(self) -> None:
+        """Every numeric field has a number of the right kind and sign (`"128"` and `-2` fail here, by name)."""
+        checks = (
+            (POSITIVE_INT_FIELDS, (int,), 1, "a positive integer"),
+            (NON_NEGATIVE_INT_FIELDS, (int,), 0, "a non-negative integer"),
+            (POSITIVE_FLOAT_FIELDS, (int, float), None, "a positive number"),
+            (NON_NEGATIVE_FLOAT_FIELDS, (int, float), 0, "a non-negative number"),
+        )
+        for names, types, minimum, expected in checks:
+            for name in names:
+                value = getattr(self, name)
+                wrong_type = isinstance(value, bool) or not isinstance(value, types)
+                too_small = not wrong_type and (value <= 0 if minimum is None else value < minimum)
+                if wrong_type or too_small:
+                    raise ValueError(f"{name}={value!r} ({type(value).__name__}) must be {expected}.")
+        for name in ("tie_word_embeddings", "use_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false.")
 
     def _validate_forgetting(self) -> None:
         tokens_per_frame = self.video_pool_size**2
@@ -221,9 +259,28 @@ class HourLlavaConfig(PreTrainedConfig):
         effective = max(int(num_frames), self.min_video_frames)
         return max(1, min(self.max_kept_frames, effective // self.temporal_downsample))
 
+    def kept_frame_indices(self, num_frames: int) -> list[int]:
+        """The decoded frames (`0..num_frames-1`) whose tokens temporal forgetting keeps for the language model,
+        ascending: what a forward pass reports in `video_outputs.kept_frame_indices`, without running one."""
+        return kept_source_frames(num_frames, self.min_video_frames, self.num_kept_frames(num_frames)).tolist()
+
     def num_video_tokens(self, num_frames: int) -> int:
         """Decayed video tokens (the placeholder length) for a video of `num_frames` decoded frames."""
         return self.num_kept_frames(num_frames) * (self.spatial_keep_tokens + 1)
+
+
+def _validate_attention_shape(config: PreTrainedConfig, name: str) -> None:
+    """A sub-config's heads must split its hidden size (unless it sets `head_dim`) and share its key/value heads."""
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    if getattr(config, "head_dim", None) is None and config.hidden_size % heads != 0:
+        raise ValueError(
+            f"{name}.hidden_size={config.hidden_size} is not divisible by {name}.num_attention_heads={heads}."
+        )
+    if heads % kv_heads != 0:
+        raise ValueError(
+            f"{name}.num_attention_heads={heads} is not a multiple of {name}.num_key_value_heads={kv_heads}."
+        )
 
 
 def _text_rope_theta(text_config: PreTrainedConfig) -> float:

@@ -33,6 +33,15 @@ def temporal_keep_indices(num_frames: int, num_kept: int) -> np.ndarray:
     return np.linspace(0, num_frames - 1, num_kept, dtype=int)
 
 
+def kept_source_frames(num_frames: int, min_frames: int, num_kept: int) -> np.ndarray:
+    """The decoded frames whose tokens survive temporal forgetting: sorted, each once.
+
+    Forgetting picks among the upsampled frames; a picked duplicate counts as the decoded frame it copies.
+    """
+    upsampled = upsample_frame_indices(num_frames, min_frames)
+    return np.unique(upsampled[temporal_keep_indices(len(upsampled), num_kept)])
+
+
 def uniform_spatial_indices(grid_size: int, num_keep: int) -> torch.Tensor:
     """Raster indices of an evenly strided sub-grid: `[::2, ::2]` keeps 16 of an 8x8 grid."""
     stride = grid_size // round(num_keep**0.5)
@@ -57,37 +66,55 @@ class VideoMemory:
     """One video's memory repository and its decayed tokens, with their 1D position ids.
 
     Attributes:
-        memory: `(T * (g*g + 1), D)` every frame's pooled tokens followed by a newline.
-        memory_position_ids: `(T * (g*g + 1),)` = `arange`: token `(t, s)` has id `t * (g*g + 1) + s`.
+        repository: `(T * (g*g + 1), D)` every frame's pooled tokens followed by a newline (the memory repository).
+        repository_position_ids: `(T * (g*g + 1),)` = `arange`: token `(t, s)` has id `t * (g*g + 1) + s`.
         decayed: `(n * (k + 1), D)` the tokens that survive forgetting, each kept frame ending in a newline.
-        decayed_position_ids: `(n * (k + 1),)` the same ids as those tokens have in the memory.
+        decayed_position_ids: `(n * (k + 1),)` the same ids as those tokens have in the repository.
+        kept_frames: `(n,)` the repository frames temporal forgetting kept, ascending.
+        source_frames: `(T,)` the decoded frame each repository frame holds (short videos are upsampled by
+            duplicating frames, so a decoded frame may fill several repository frames).
     """
 
-    memory: torch.Tensor
-    memory_position_ids: torch.Tensor
+    repository: torch.Tensor
+    repository_position_ids: torch.Tensor
     decayed: torch.Tensor
     decayed_position_ids: torch.Tensor
+    kept_frames: torch.Tensor
+    source_frames: torch.Tensor
+
+    def kept_source_frames(self) -> torch.Tensor:
+        """The decoded frames whose tokens survive forgetting, ascending, each once."""
+        return self.source_frames[self.kept_frames].unique()
+
+    def per_source_frame(self, token_weights: torch.Tensor) -> torch.Tensor:
+        """Sum weights over the repository's tokens, `(T * (g*g + 1),)`, per decoded frame: `(num_decoded_frames,)`."""
+        per_frame = token_weights.reshape(len(self.source_frames), -1).sum(-1)
+        num_decoded = int(self.source_frames.max()) + 1
+        return per_frame.new_zeros(num_decoded).index_add_(0, self.source_frames, per_frame)
 
 
-def build_video_memory(
+def assemble_video_memory(
     frame_tokens: torch.Tensor,
     newline: torch.Tensor,
     spatial_indices: torch.Tensor,
     kept_frames: np.ndarray,
+    source_frames: np.ndarray | None = None,
 ) -> VideoMemory:
-    """Assemble the memory repository and the decayed tokens of one video.
+    """The memory repository and the decayed tokens of one video.
 
     Args:
         frame_tokens: `(T, g*g, D)` projected tokens of every (already upsampled) frame.
         newline: `(D,)` the newline embedding appended after each frame.
         spatial_indices: `(k,)` shared or `(T, k)` per-frame indices of the tokens spatial forgetting keeps.
         kept_frames: indices of the frames temporal forgetting keeps.
+        source_frames: `(T,)` the decoded frame each of the `T` frames copies (`upsample_frame_indices`); every
+            frame is its own when omitted.
     """
     num_frames, tokens_per_frame, hidden = frame_tokens.shape
     stride = tokens_per_frame + 1  # one newline per frame
     newlines = newline.to(frame_tokens.dtype).expand(num_frames, 1, hidden)
-    memory = torch.cat([frame_tokens, newlines], dim=1).reshape(num_frames * stride, hidden)
-    memory_position_ids = torch.arange(num_frames * stride, device=frame_tokens.device)
+    repository = torch.cat([frame_tokens, newlines], dim=1).reshape(num_frames * stride, hidden)
+    repository_position_ids = torch.arange(num_frames * stride, device=frame_tokens.device)
 
     kept = torch.as_tensor(kept_frames, dtype=torch.long, device=frame_tokens.device)
     spatial_indices = spatial_indices.to(frame_tokens.device)
@@ -98,27 +125,30 @@ def build_video_memory(
     decayed = torch.cat([kept_tokens, newlines[: len(kept)]], dim=1).reshape(-1, hidden)
     newline_index = torch.full_like(spatial_indices[:, :1], tokens_per_frame)
     decayed_position_ids = (kept[:, None] * stride + torch.cat([spatial_indices, newline_index], dim=1)).flatten()
-    return VideoMemory(memory, memory_position_ids, decayed, decayed_position_ids)
+    source = np.arange(num_frames) if source_frames is None else source_frames
+    source = torch.as_tensor(source, dtype=torch.long, device=frame_tokens.device)
+    return VideoMemory(repository, repository_position_ids, decayed, decayed_position_ids, kept, source)
 
 
 def memaug_query_position_ids(
-    num_text_before: int, decayed_position_ids: torch.Tensor, memory_length: int, num_text_after: int
+    num_text_before: int, decayed_position_ids: torch.Tensor, repository_length: int, num_text_after: int
 ) -> torch.Tensor:
     """Position ids of the MemAug query `[text before ; decayed video ; text after]` (reference spec 4.1 step 5).
 
     Text before the video counts from 0; video tokens keep their memory ids shifted past that text; text after the
-    video continues after the whole memory span.
+    video continues after the whole repository span.
     """
     device = decayed_position_ids.device
     before = torch.arange(num_text_before, device=device)
     video = decayed_position_ids + num_text_before
-    after = torch.arange(num_text_after, device=device) + num_text_before + memory_length
+    after = torch.arange(num_text_after, device=device) + num_text_before + repository_length
     return torch.cat([before, video, after])
 
 
 __all__ = [
     "VideoMemory",
-    "build_video_memory",
+    "assemble_video_memory",
+    "kept_source_frames",
     "memaug_query_position_ids",
     "random_spatial_indices",
     "temporal_keep_indices",

@@ -15,6 +15,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 from transformers.integrations.sdpa_attention import repeat_kv
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_hour_llava import HourLlavaConfig
@@ -177,19 +178,26 @@ class HourLlavaMemAugLayer(GradientCheckpointingLayer):
         memory: torch.Tensor,
         query_position_embeddings: tuple[torch.Tensor, torch.Tensor],
         memory_position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        output_attentions: bool = False,
         **kwargs,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Refined query states, and the cross-attention weights `(batch, heads, query, memory)` when
+        `output_attentions` is set and the attention implementation returns them (eager does, sdpa does not)."""
         # `[0]`: eager attention returns its weights; holding them through the cross-attention would keep a
         # query x query x heads matrix alive for nothing.
         attn_output = self.self_attn(
-            hidden_states, hidden_states, query_position_embeddings, query_position_embeddings, **kwargs
+            hidden_states, hidden_states, query_position_embeddings, query_position_embeddings,
+            output_attentions=output_attentions, **kwargs,
         )[0]
         hidden_states = self.self_attn_layer_norm(hidden_states + attn_output)
-        attn_output = self.cross_attn(
-            hidden_states, memory, query_position_embeddings, memory_position_embeddings, **kwargs
-        )[0]
+        attn_output, cross_attn_weights = self.cross_attn(
+            hidden_states, memory, query_position_embeddings, memory_position_embeddings,
+            output_attentions=output_attentions, **kwargs,
+        )
+        if not output_attentions:
+            cross_attn_weights = None  # a query x memory x heads matrix: let it go before the MLP
         hidden_states = self.cross_attn_layer_norm(hidden_states + attn_output)
-        return self.final_layer_norm(hidden_states + self.mlp(hidden_states))
+        return self.final_layer_norm(hidden_states + self.mlp(hidden_states)), cross_attn_weights
 
 
 class HourLlavaMemoryAugmentation(nn.Module):
@@ -206,20 +214,28 @@ class HourLlavaMemoryAugmentation(nn.Module):
         memory: torch.Tensor,
         query_position_ids: torch.Tensor,
         memory_position_ids: torch.Tensor,
+        output_attentions: bool = False,
         **kwargs,
-    ) -> torch.Tensor:
+    ) -> BaseModelOutput:
         """Refine `query_states` (batch, query_len, hidden) against `memory` (batch, memory_len, hidden).
 
-        Position ids are `(batch, len)` integer tensors; the returned tensor has the shape of `query_states`.
+        Position ids are `(batch, len)` integer tensors. `last_hidden_state` has the shape of `query_states`;
+        with `output_attentions`, `attentions` holds each block's cross-attention weights into the memory
+        (`(batch, heads, query_len, memory_len)`; eager attention only: sdpa and flash never build them).
         """
         query_position_embeddings = self.rotary_emb(query_position_ids, query_states.dtype)
         memory_position_embeddings = self.rotary_emb(memory_position_ids, memory.dtype)
-        hidden_states = query_states
+        hidden_states, cross_attentions = query_states, []
         for layer in self.layers:
-            hidden_states = layer(
-                hidden_states, memory, query_position_embeddings, memory_position_embeddings, **kwargs
+            hidden_states, weights = layer(
+                hidden_states, memory, query_position_embeddings, memory_position_embeddings,
+                output_attentions=output_attentions, **kwargs,
             )
-        return hidden_states
+            if weights is not None:
+                cross_attentions.append(weights)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, attentions=tuple(cross_attentions) if output_attentions else None
+        )
 
 
 __all__ = ["HourLlavaMemoryAugmentation", "HourLlavaMemAugLayer", "HourLlavaMemAugAttention"]

@@ -1,7 +1,7 @@
 """Video decoding, the video processor and the processor: sibling-only relative imports, so the folder also works as
 remote code next to a saved processor."""
 
-from .processing_hour_llava import HourLlavaProcessor
+from .processing_hour_llava import VIDEO_TOKEN, HourLlavaProcessor
 from .video_decoding import (
     HourLlavaVideoMetadata,
     VideoChunk,
@@ -18,6 +18,7 @@ __all__ = [
     "HourLlavaProcessor",
     "HourLlavaVideoMetadata",
     "HourLlavaVideoProcessor",
+    "VIDEO_TOKEN",
     "VideoChunk",
     "decode_video",
     "iter_video_chunks",

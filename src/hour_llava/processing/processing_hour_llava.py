@@ -20,6 +20,7 @@ from .video_processing_hour_llava import (
 
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+VIDEO_TOKEN = "<video>"  # the placeholder that converted checkpoints and `hour_llava.tiny` tokenizers add
 
 # Qwen ChatML as the reference's `conv_qwen` renders it, with media first in a turn (LLaVA-OneVision's convention,
 # and the reference moves `<image>` to the front) and `{% generation %}` markers for assistant-only losses.
@@ -103,7 +104,7 @@ class HourLlavaProcessor(ProcessorMixin):
         tokenizer=None,
         video_processor=None,
         chat_template=None,
-        video_token="<video>",
+        video_token=VIDEO_TOKEN,
         add_time_instruction=True,
         add_frame_timestamps=False,
         min_video_frames=128,
@@ -126,7 +127,7 @@ class HourLlavaProcessor(ProcessorMixin):
         self._turn_start_id = _known_token_id(tokenizer, "<|im_start|>")
         self._turn_end_id = _known_token_id(tokenizer, "<|im_end|>")
         self._newline_id = _single_token_id(tokenizer, "\n", "newline")
-        chat_template = chat_template or CHAT_TEMPLATE.replace("<video>", video_token)
+        chat_template = chat_template or CHAT_TEMPLATE.replace(VIDEO_TOKEN, video_token)
         super().__init__(tokenizer, video_processor, chat_template=chat_template, **kwargs)
 
     @classmethod

@@ -230,7 +230,7 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         **kwargs: Unpack[HourLlavaVideoProcessorKwargs],
     ) -> EncodedVideo:
-        """Decode `video` chunk by chunk into `encode_chunks` (e.g. `model.encode_video_stream`): an `EncodedVideo`.
+        """Decode `video` chunk by chunk into `encode_chunks` (e.g. `model.get_pooled_video_features`): an `EncodedVideo`.
 
         Only one chunk of pixels exists at a time, whatever the video's length; the result holds the pooled features
         and the metadata of exactly the frames decoded, ready to be cached and passed back as a video.

@@ -31,6 +31,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..processing import EncodedVideo, HourLlavaVideoMetadata
+from ..video_features import encode_video
 
 
 logger = logging.getLogger(__name__)
@@ -248,8 +249,9 @@ def videos_in_folder(root: str | os.PathLike, extensions: Sequence[str] = VIDEO_
 class StreamingVideoEncoder:
     """`encode_video` for `extract_video_features`: the processor's decoding streamed into the model's vision tower.
 
-    Frames are decoded and encoded `vision_chunk_size` at a time (`HourLlavaVideoProcessor.encode_video`), so an
-    hour-long video costs its pooled features, never its 6.4 GB of float pixels, on the host or the accelerator.
+    Frames are decoded and encoded `vision_chunk_size` at a time (`hour_llava.video_features.encode_video`, as the
+    pipeline does), so an hour-long video costs its pooled features, never its 6.4 GB of float pixels, on the host
+    or the accelerator. The features come back as float32 on the CPU, ready to be written.
 
     Args:
         processor: an `HourLlavaProcessor` (its `video_processor` is used) or an `HourLlavaVideoProcessor`.
@@ -269,14 +271,9 @@ class StreamingVideoEncoder:
         """What decides the frames, for `vision_fingerprint`."""
         return {**self.video_processor.to_dict(), **self.video_kwargs}
 
-    @torch.inference_mode()
-    def encode_chunks(self, pixel_chunks) -> torch.Tensor:
-        return self.model.encode_video_stream(pixel_chunks).float().cpu()
-
     def __call__(self, path: str) -> EncodedVideo:
-        return self.video_processor.encode_video(
-            path, self.encode_chunks, chunk_size=self.vision_chunk_size, **self.video_kwargs
-        )
+        encoded = encode_video(path, self.video_processor, self.model, self.vision_chunk_size, **self.video_kwargs)
+        return EncodedVideo(encoded.pooled_features.float().cpu(), encoded.metadata)
 
 
 __all__ = [

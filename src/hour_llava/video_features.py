@@ -1,0 +1,35 @@
+# Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
+"""A video to its pooled vision features: the one path shared by the pipeline (on a cache miss) and the feature cache.
+
+It lives outside `modeling/` and `processing/` because it joins the two, which remote code keeps apart.
+"""
+
+from typing import Any
+
+import torch
+
+from .processing import EncodedVideo, HourLlavaVideoProcessor
+
+
+def encode_video(
+    video: Any, video_processor: HourLlavaVideoProcessor, model, chunk_size: int | None = None, **decoding
+) -> EncodedVideo:
+    """Decode `video` and stream it through `model`'s vision tower, `chunk_size` frames at a time.
+
+    Only one chunk of pixels exists at a time, whatever the video's length (an hour of 384x384 float frames is
+    6.4 GB). The chunks hold exactly the pixels `processor(videos=...)` returns and the tower sees the same batches
+    (`vision_chunk_size` by default), so the features equal `model.get_video_features(pixels).last_hidden_state`.
+    The result holds those features, on the model's device and in its dtype, and the decoded frames' metadata.
+
+    Args:
+        video: anything the video processor decodes (a path, a URL, frames).
+        video_processor: the `HourLlavaVideoProcessor` whose sampling and resizing the model was trained with.
+        model: an Hour-LLaVA model (`HourLlavaModel` or `HourLlavaForConditionalGeneration`).
+        decoding: video processor options (`fps`, `max_frames`, ...).
+    """
+    chunk_size = chunk_size or model.config.vision_chunk_size
+    with torch.inference_mode():
+        return video_processor.encode_video(video, model.get_pooled_video_features, chunk_size=chunk_size, **decoding)
+
+
+__all__ = ["encode_video"]
