@@ -559,3 +559,16 @@ def test_missing_vision_tower_weights_get_siglips_own_init(tiny_model, tmp_path)
     # and the loaded weights that were in the checkpoint are untouched
     reloaded = HourLlavaForConditionalGeneration.from_pretrained(tmp_path)
     torch.testing.assert_close(reloaded.lm_head.weight, tiny_model.lm_head.weight)
+
+
+def test_sub_configs_are_built_as_older_transformers_need():
+    """transformers 5.16-5.19 (vLLM's pins) lack `SubConfigSpec`; the config then builds its sub-configs itself.
+
+    The same code path runs here on a config whose sub-configs were reset to what 5.19 hands `__post_init__`.
+    (Checked by hand against the transformers 5.19.0 wheel: defaults, dicts, save and reload, validation.)
+    """
+    config = HourLlavaConfig(vision_config={"num_hidden_layers": 1})
+    config.vision_config, config.text_config = None, {"model_type": "qwen2", "hidden_size": 64, "num_attention_heads": 4}
+    config._build_sub_configs()
+    assert type(config.vision_config).__name__ == "SiglipVisionConfig" and config.vision_config.image_size == 384
+    assert type(config.text_config).__name__ == "Qwen2Config" and config.text_config.hidden_size == 64
