@@ -258,3 +258,27 @@ def test_cli_ask_names_a_bad_model_argument(clip, tmp_path, capsys):
     assert "model_type 'qwen2', not 'hour_llava'" in capsys.readouterr().err
     assert main(["ask", clip, "What?", "--model", "no-such-owner/no-such-model"]) == 1  # offline: never downloaded
     assert "no-such-owner/no-such-model" in capsys.readouterr().err
+
+
+def test_on_error_skip_keeps_the_other_answers_of_a_list(pipe, clip, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    missing = str(tmp_path / "missing.mp4")
+    videos = [clip, str(broken), clip, missing]
+    questions = ["Who rides?", "What is it?", "Where?", "When?"]
+    options = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False, return_tensors=True, max_frames=8)
+    with pytest.raises(ValueError, match="broken.mp4"):
+        pipe(videos, questions, **options)  # the default is unchanged: the first bad video raises
+    for batch_size in (1, 3):
+        outputs = pipe(videos, questions, batch_size=batch_size, on_error="skip", **options)
+        assert len(outputs) == 4
+        for index in (0, 2):
+            expected = answer_ids(pipe, clip, questions[index], max_frames=8)
+            assert outputs[index][0]["generated_token_ids"].tolist() == expected, (batch_size, index)
+            assert "error" not in outputs[index][0]
+        assert "broken.mp4" in outputs[1][0]["error"] and outputs[1][0]["generated_text"] is None
+        assert "missing.mp4" in outputs[3][0]["error"] and outputs[3][0]["input_text"] == "When?"
+    [[only_bad]] = pipe([missing], ["Why?"], on_error="skip")
+    assert "missing.mp4" in only_bad["error"]
+    with pytest.raises(ValueError, match="on_error='ignore' is not one of"):
+        pipe(clip, "Why?", on_error="ignore")
