@@ -248,3 +248,31 @@ def test_extract_features_resumes_after_being_killed(tmp_path):
     assert sorted(os.listdir(cache / "src")) == [f"clip{i}.mp4.safetensors" for i in range(6)]
     assert all(is_complete_cache_file(feature_cache_path(cache, f"src/clip{i}.mp4")) for i in range(6))
     assert {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in done} == finished  # not recomputed
+
+
+def test_extract_features_fails_when_there_is_nothing_to_do_or_everything_failed(tmp_path, capsys):
+    from hour_llava.cli import main
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "model")
+    base = ["extract-features", "--model", str(checkpoint), "--output-dir", str(tmp_path / "cache")]
+    assert main([*base, "--video-root", str(tmp_path / "vidoes")]) == 1  # a typo
+    assert "--video-root" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--video-root", str(tmp_path / "empty")]) == 1
+    assert "holds no videos" in capsys.readouterr().err
+
+    (tmp_path / "videos" / "src").mkdir(parents=True)
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / "videos" / "src" / name).write_bytes(os.urandom(2048))
+    assert main([*base, "--video-root", str(tmp_path / "videos")]) == 1
+    captured = capsys.readouterr()
+    assert "every one of the 2 video(s) of shard 1 failed" in captured.err
+    assert "failed: src/a.mp4" in captured.out and "failed: src/b.mp4" in captured.out
+
+    write_video(tmp_path / "videos" / "src" / "c.mp4", seconds=2)
+    assert main([*base, "--video-root", str(tmp_path / "videos")]) == 0  # some failed, one written: the skip policy
+    assert "wrote 1" in capsys.readouterr().out
+
+    assert main([*base[:2], "not a repo!", *base[3:], "--video-root", str(tmp_path / "videos")]) == 1
+    error = capsys.readouterr().err
+    assert "not a Hub id" in error and len(error.strip().splitlines()) == 1
