@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import SFTConfig, SFTTrainer
 
 from ..hub import apply_card_metadata
@@ -122,6 +123,12 @@ class HourLlavaSFTTrainer(SFTTrainer):
         collator then checks every file it reads against it."""
         cache_dir = getattr(self.data_collator, "feature_cache_dir", None)
         if cache_dir is None:
+            return
+        if is_deepspeed_zero3_enabled() or any(p.is_meta for p in self.model.parameters()):
+            logger.warning(
+                "The vision tower's weights are partitioned (ZeRO-3) or not loaded on this process, so the feature "
+                "cache's fingerprint cannot be checked; make sure %s was extracted with this model.", cache_dir
+            )
             return
         expected = vision_fingerprint(self.model, self.data_collator.video_settings)
         self.data_collator.expected_fingerprint = expected
