@@ -332,7 +332,8 @@ class VideoTextToTextPipeline(Pipeline):
         prepared = [index for index, error in enumerate(errors) if error is None]
         if not prepared:
             nothing = torch.zeros(len(errors), 1, 0, dtype=torch.long)
-            return {"generated_sequence": nothing, "input_ids": nothing[:, 0], "input_text": input_text, "errors": errors}
+            outputs = {"generated_sequence": nothing, "input_ids": nothing[:, 0]}
+            return {**outputs, "input_text": input_text, "errors": errors}
         generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
         input_ids = model_inputs["input_ids"]
         sequences = self.model.generate(**model_inputs, **generate_kwargs)

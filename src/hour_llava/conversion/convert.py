@@ -362,7 +362,9 @@ def build_from_siglip_and_qwen2(
     model.generation_config = load_generation_config(qwen2_dir, tokenizer)
     base_models = [str(name) for name in (siglip, qwen2) if not Path(name).expanduser().is_dir()]
     sources = local_folders(siglip, qwen2, siglip_dir, qwen2_dir)
-    return write_checkpoint(model, tokenizer, destination, base_models or None, None, max_shard_size, overwrite, sources)
+    return write_checkpoint(
+        model, tokenizer, destination, base_models or None, None, max_shard_size, overwrite, sources
+    )
 
 
 __all__ = [

@@ -11,7 +11,8 @@ Each file holds:
 * `timestamps`: `(T,)` float64, the time of each decoded frame in seconds;
 * header metadata: `format`, `format_version`, `video` (the key), `duration` (seconds), `num_frames`,
   `fingerprint` (a hash of the vision tower's config and weights and the decoding settings) and `checksum` (a hash
-  of the features' and timestamps' bytes, so a flipped bit is found when the file is read; files without one are still read).
+  of the features' and timestamps' bytes, so a flipped bit is found when the file is read; files without one are
+  still read).
 
 Writes are atomic: each process writes a temporary file of its own (named after its host and process id) in the same
 folder, then renames it over the target with `os.replace`, so an interrupted run leaves only whole files and two
@@ -139,6 +140,17 @@ def save_video_features(
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def read_cache_header(path: str | os.PathLike) -> dict[str, str]:
+    """The header metadata of a cache file, without reading its tensors; `ValueError` naming the file otherwise."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (OSError, RuntimeError, SafetensorError) as error:
+        raise ValueError(f"Cannot read feature cache file {str(path)!r}: {error}") from error
+    _check_metadata(header, path)
+    return header
 
 
 def features_checksum(*tensors: torch.Tensor) -> str:
@@ -350,6 +362,7 @@ __all__ = [
     "CachedVideoFeatures",
     "FeatureCacheMismatchError",
     "check_fingerprint",
+    "read_cache_header",
     "ExtractionReport",
     "StreamingVideoEncoder",
     "extract_video_features",

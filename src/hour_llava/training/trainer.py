@@ -31,7 +31,7 @@ from trl import SFTConfig, SFTTrainer
 
 from ..hub import apply_card_metadata
 from .collator import SKIPPED_ROWS_KEY, HourLlavaDataCollator
-from .feature_cache import check_fingerprint, feature_cache_path, load_video_features, vision_fingerprint
+from .feature_cache import check_fingerprint, feature_cache_path, read_cache_header, vision_fingerprint
 from .stages import TrainingStage, apply_training_stage, build_parameter_groups, get_training_stage, parameter_part
 
 
@@ -136,12 +136,12 @@ class HourLlavaSFTTrainer(SFTTrainer):
             path = feature_cache_path(cache_dir, row["video"]) if row.get("video") else None
             if path is not None and path.is_file():
                 try:
-                    header = load_video_features(path).header
+                    header = read_cache_header(path)
                 except ValueError:
                     continue  # unreadable: the collator skips and names it
                 check_fingerprint(header, expected, path)
                 return
-        logger.warning("None of the first %d training rows has a cached feature file in %s.", FINGERPRINT_PROBE_ROWS, cache_dir)
+        logger.warning("None of the first %d rows has a cached feature file in %s.", FINGERPRINT_PROBE_ROWS, cache_dir)
 
     # ----------------------------------------------------------------------------------------------------------
     # Optimizer: one parameter group per (part, decay), each with its part's learning rate
@@ -232,8 +232,9 @@ def _own_data_contract(args, kwargs: dict) -> tuple[tuple, dict]:
         args[1] = training_args
     else:
         kwargs["args"] = training_args
-    if kwargs.get("data_collator") is None and len(args) < 3 and hasattr(kwargs.get("processing_class"), "video_processor"):
-        kwargs["data_collator"] = HourLlavaDataCollator(kwargs["processing_class"])
+    processor = kwargs.get("processing_class")
+    if kwargs.get("data_collator") is None and len(args) < 3 and hasattr(processor, "video_processor"):
+        kwargs["data_collator"] = HourLlavaDataCollator(processor)
     return tuple(args), kwargs
 
 
