@@ -224,10 +224,13 @@ def test_numeric_answers_of_a_qa_table_become_text(tmp_path, roots):
     assert [texts(m)[0] for m in row["messages"][1::2]] == ["3", "1998", "0.5"]
 
 
-def test_malformed_json_names_the_file_and_line(tmp_path, roots):
+@pytest.mark.parametrize("streaming", [False, True])
+def test_malformed_json_names_the_file_and_line(tmp_path, roots, streaming):
     (tmp_path / "bad.json").write_text('[\n  {"id": "a", "conversations": []},\n  {"id": "b", "conversations": [}\n]')
     with pytest.raises(ValueError, match=r"bad.json' is not valid JSON: line 3, column 33"):
-        load_video_instruction_dataset(str(tmp_path / "bad.json"), roots)
+        load_video_instruction_dataset(str(tmp_path / "bad.json"), roots, streaming=streaming)
+    if streaming:
+        return  # JSON Lines are streamed line by line: a bad line is met when training reads it
     good = instruction_sample("good", "a.mp4", [("q", "a")])
     (tmp_path / "bad.jsonl").write_text(f"{json.dumps(good)}\n{json.dumps(good)}\n{{'id': 3}}\n")
     with pytest.raises(ValueError, match=r"bad.jsonl' is not valid JSON: line 3, column 2"):

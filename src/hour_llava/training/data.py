@@ -361,7 +361,10 @@ def _json_error_location(path: str) -> str | None:
 def _column_names(dataset: Dataset | IterableDataset, path: str) -> list[str]:
     if dataset.column_names:
         return list(dataset.column_names)
-    first = next(iter(dataset), None)  # streaming JSON does not know its columns before reading
+    try:
+        first = next(iter(dataset), None)  # streaming JSON does not know its columns before reading
+    except Exception as error:  # as `_load_file`: name the file (and the line of malformed JSON)
+        raise _unreadable_file_error(path, error) from error
     if first is None:
         raise ValueError(f"Data file {path!r} has no rows.")
     return list(first)
