@@ -99,10 +99,6 @@ def load_model(model_args: ModelConfig, training_args: SFTConfig):
 
 
 def main(script_args: VideoMarathonArguments, training_args: SFTConfig, model_args: ModelConfig):
-    # The collator does all the processing: keep the raw columns and skip TRL's text preparation.
-    training_args.remove_unused_columns = False
-    training_args.dataset_kwargs = {"skip_prepare_dataset": True}
-
     model = load_model(model_args, training_args)
     processor = AutoProcessor.from_pretrained(
         model_args.model_name_or_path,

@@ -260,3 +260,42 @@ def test_released_stages_name_their_training_data():
     assert "lmms-lab/LLaVA-Video-178K" in authors_training_datasets("jylins/hourllava-qwen2-7b-s2")
     assert "jylins/videomarathon" not in authors_training_datasets("jylins/hourllava-qwen2-7b-s2")
     assert "jylins/videomarathon" in authors_training_datasets("jylins/hourllava-qwen2-7b-s3")
+
+
+def test_overwrite_replaces_only_an_earlier_checkpoint_of_ours(tmp_path, monkeypatch):
+    write_authors_checkpoint(tmp_path / "authors")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    refused = {
+        ".": "it is the current folder",
+        str(tmp_path / "home"): "it is your home folder",
+        str(tmp_path / "authors"): "it is or holds the source",
+        str(tmp_path): "it is or holds the source",
+        str(tmp_path / "authors" / "config.json"): "it is a file",
+    }
+    for destination, reason in refused.items():
+        with pytest.raises(FileExistsError, match=f"Refusing to overwrite .*{reason}"):
+            convert_checkpoint(tmp_path / "authors", destination, overwrite=True)
+    assert (work / "notes.txt").read_text() == "mine" and (tmp_path / "authors" / "config.json").exists()
+
+    from hour_llava.cli import main
+
+    assert main(["convert", str(tmp_path / "authors"), ".", "--overwrite"]) == 1
+    assert sorted(os.listdir(work)) == ["notes.txt"]
+
+    previous_umask = os.umask(0o022)
+    try:
+        output = convert_checkpoint(tmp_path / "authors", tmp_path / "out")
+        assert (output.stat().st_mode & 0o777) == 0o755  # the umask's, not mkdtemp's 0o700
+        convert_checkpoint(tmp_path / "authors", tmp_path / "out", overwrite=True)  # an earlier output of ours
+        assert (output.stat().st_mode & 0o777) == 0o755
+    finally:
+        os.umask(previous_umask)
+    (output / "train.py").write_text("print('my script')")
+    with pytest.raises(FileExistsError, match=r"not an earlier Hour-LLaVA checkpoint; it holds train.py"):
+        convert_checkpoint(tmp_path / "authors", output, overwrite=True)
+    assert (output / "train.py").exists() and (output / "model.safetensors").exists()

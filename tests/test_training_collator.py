@@ -69,3 +69,31 @@ def test_collator_skips_missing_and_corrupt_videos(data_dir, processor, caplog):
         HourLlavaDataCollator(processor, max_length=50, on_bad_video="raise")([good[0]])
 
 
+
+
+def test_cached_features_with_nan_or_damage_are_skipped_and_named(data_dir, tiny_model, processor, tmp_path, caplog):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from hour_llava.training import StreamingVideoEncoder, extract_video_features, feature_cache_path
+
+    good = rows(data_dir)
+    encoder = StreamingVideoEncoder(processor, tiny_model)
+    extract_video_features({row["video"]: row["video_path"] for row in good}, tmp_path, encoder, "fp")
+    red, blue = (feature_cache_path(tmp_path, row["video"]) for row in good)
+    with safe_open(str(red), "pt") as handle:  # a NaN in a file without a checksum, as older writers left them
+        header = handle.metadata()
+    tensors = load_file(red)
+    tensors["pooled_video_features"][0, 0, 0] = float("nan")
+    save_file(tensors, red, metadata={key: value for key, value in header.items() if key != "checksum"})
+    data = bytearray(blue.read_bytes())
+    data[-8] ^= 0x40  # a flipped bit in a file with a checksum
+    blue.write_bytes(bytes(data))
+
+    collator = HourLlavaDataCollator(processor, feature_cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="hour_llava.training.collator"):
+        batch = collator(good)
+    assert (batch["labels"] == -100).all() and "pooled_video_features" not in batch
+    warnings = [record.getMessage() for record in caplog.records]
+    assert "row 'red': non-finite cached features" in warnings[0] and str(red) in warnings[0]
+    assert "row 'blue': unreadable cached features" in warnings[1] and "is damaged" in warnings[1]

@@ -1,5 +1,6 @@
 """VideoMarathon / LLaVA-Video instruction files and QA tables -> chat rows for the collator."""
 
+import json
 import logging
 
 import pandas as pd
@@ -188,3 +189,69 @@ def test_unknown_file_format_and_columns(tmp_path, roots):
     pd.DataFrame({"clip": ["a"], "text": ["b"]}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(ValueError, match="expected `conversations`"):
         load_video_instruction_dataset(str(tmp_path / "t.csv"), roots)
+
+
+MALFORMED = {
+    "text conversations": instruction_sample("text-conv", "a.mp4", [("q", "a")]) | {"conversations": "Q? A."},
+    "text turn": instruction_sample("text-turn", "a.mp4", [("q", "a")])
+    | {"conversations": [{"from": "human", "value": "<image>q"}, "the answer"]},
+    "list value": instruction_sample("list-value", "a.mp4", [("q", "a")])
+    | {"conversations": [{"from": "human", "value": "<image>q"}, {"from": "gpt", "value": ["a", "b"]}]},
+}
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_malformed_rows_are_skipped_and_named_and_numbers_become_text(tmp_path, roots, caplog, streaming):
+    numbers = instruction_sample("numbers", "a.mp4", [("How many goals?", "x"), ("Share?", "y")])
+    numbers["conversations"][1]["value"], numbers["conversations"][3]["value"] = 3, 0.25
+    path = write_json(tmp_path / "d.json", [*MALFORMED.values(), numbers])
+    with caplog.at_level(logging.WARNING, logger="hour_llava.training.data"):
+        rows = list(load_video_instruction_dataset(str(path), roots, streaming=streaming))
+    assert [row["id"] for row in rows] == ["numbers"]
+    assert [texts(m)[0] for m in rows[0]["messages"][1::2]] == ["3", "0.25"]
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Skipping")]
+    assert len(skipped) == 3
+    assert "'text-conv' (d.json row 0) has `conversations` of type str" in skipped[0]
+    assert "'text-turn' (d.json row 1) turn 1 is a str" in skipped[1]
+    assert "'list-value' (d.json row 2) has a turn 1 value of type list" in skipped[2]
+
+
+def test_numeric_answers_of_a_qa_table_become_text(tmp_path, roots):
+    table = pd.DataFrame({"video": ["a.mp4"] * 3, "question": ["How many?", "Which year?", "Ratio?"]})
+    table["answer"] = [3.0, 1998.0, 0.5]  # pandas writes an int column with one float as floats
+    table.to_csv(tmp_path / "qa.csv", index=False)
+    (row,) = load_video_instruction_dataset(str(tmp_path / "qa.csv"), roots)
+    assert [texts(m)[0] for m in row["messages"][1::2]] == ["3", "1998", "0.5"]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_malformed_json_names_the_file_and_line(tmp_path, roots, streaming):
+    (tmp_path / "bad.json").write_text('[\n  {"id": "a", "conversations": []},\n  {"id": "b", "conversations": [}\n]')
+    with pytest.raises(ValueError, match=r"bad.json' is not valid JSON: line 3, column 33"):
+        load_video_instruction_dataset(str(tmp_path / "bad.json"), roots, streaming=streaming)
+    if streaming:
+        return  # JSON Lines are streamed line by line: a bad line is met when training reads it
+    good = instruction_sample("good", "a.mp4", [("q", "a")])
+    (tmp_path / "bad.jsonl").write_text(f"{json.dumps(good)}\n{json.dumps(good)}\n{{'id': 3}}\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl' is not valid JSON: line 3, column 2"):
+        load_video_instruction_dataset(str(tmp_path / "bad.jsonl"), roots)
+
+
+def test_empty_files_and_files_whose_every_sample_is_dropped_say_so(tmp_path, roots):
+    with pytest.raises(ValueError, match="empty.json' has no rows"):
+        load_video_instruction_dataset(str(write_json(tmp_path / "empty.json", [])), roots)
+    path = write_json(tmp_path / "bad.json", [BAD_SAMPLES["unbalanced"], BAD_SAMPLES["no answer"]])
+    with pytest.raises(ValueError, match=r"Every sample of '.*bad.json' was dropped \(2 of 2"):
+        load_video_instruction_dataset(str(path), roots)
+
+
+def test_skip_reasons_are_printed_again_when_datasets_serves_its_cache(tmp_path, roots, caplog):
+    good = instruction_sample("good", "a.mp4", [("q", "a")])
+    path = write_json(tmp_path / "d.json", [good, BAD_SAMPLES["unbalanced"]])
+    for attempt in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hour_llava.training.data"):
+            rows = load_video_instruction_dataset(str(path), roots)
+        assert [row["id"] for row in rows] == ["good"]
+        assert "Skipping Sample 'unbalanced' (d.json row 1) has unbalanced turns" in caplog.text, attempt
+    assert rows.cache_files  # the second load came from `datasets`' cache

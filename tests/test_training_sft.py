@@ -17,10 +17,13 @@ from trl import SFTConfig
 
 from hour_llava.tiny import tiny_model as build_tiny_model
 from hour_llava.training import (
+    FeatureCacheMismatchError,
     HourLlavaDataCollator,
     HourLlavaSFTTrainer,
+    NonFiniteTrainingError,
     StreamingVideoEncoder,
     extract_video_features,
+    vision_fingerprint,
 )
 
 
@@ -46,8 +49,6 @@ def sft_config(output_dir, **overrides) -> SFTConfig:
         disable_tqdm=True,
         seed=0,
         data_seed=0,
-        remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True},
     )
     return SFTConfig(**{**options, **overrides})
 
@@ -109,7 +110,8 @@ def test_cached_features_train_like_raw_frames(data_dir, tokenizer, tmp_path):
     processor = tiny_processor(model, tokenizer)
     videos = {row["video"]: row["video_path"] for row in train_rows}
     encoder = StreamingVideoEncoder(processor, model)
-    extract_video_features(videos, tmp_path / "cache", encoder, "fp", show_progress=False)
+    fingerprint = vision_fingerprint(model, encoder.settings)
+    extract_video_features(videos, tmp_path / "cache", encoder, fingerprint, show_progress=False)
 
     runs = {}
     for source, cache in (("frames", None), ("cache", tmp_path / "cache")):
@@ -125,6 +127,64 @@ def test_cached_features_train_like_raw_frames(data_dir, tokenizer, tmp_path):
     with pytest.raises(ValueError, match="bypass the vision tower"):
         collator = HourLlavaDataCollator(processor, feature_cache_dir=tmp_path / "cache")
         make_trainer(build_tiny_model(tokenizer), processor, train_rows, sft_config(tmp_path), collator, stage=2)
+
+
+def test_the_trainer_owns_the_data_contract(data_dir, tiny_model, processor, tmp_path):
+    """No `remove_unused_columns` / `dataset_kwargs` / collator from the caller: the trainer sets them itself."""
+    args = SFTConfig(
+        output_dir=str(tmp_path), max_steps=1, logging_steps=1, use_cpu=True, report_to="none", save_strategy="no",
+        gradient_checkpointing=False,
+    )  # fmt: skip
+    assert args.remove_unused_columns and not args.dataset_kwargs
+    trainer = HourLlavaSFTTrainer(
+        model=tiny_model, args=args, train_dataset=Dataset.from_list(rows(data_dir)), processing_class=processor
+    )
+    assert isinstance(trainer.data_collator, HourLlavaDataCollator) and trainer.data_collator.report_skipped_rows
+    assert trainer.args.remove_unused_columns is False
+    assert trainer.args.dataset_kwargs == {"skip_prepare_dataset": True}
+    trainer.train()
+    assert len(losses(trainer)) == 1
+
+
+def test_cache_of_another_vision_tower_is_refused_when_training_starts(data_dir, tokenizer, tmp_path):
+    train_rows = rows(data_dir)
+    extractor = build_tiny_model(tokenizer, seed=1)  # same widths, other weights
+    processor = tiny_processor(extractor, tokenizer)
+    encoder = StreamingVideoEncoder(processor, extractor)
+    theirs = vision_fingerprint(extractor, encoder.settings)
+    videos = {row["video"]: row["video_path"] for row in train_rows}
+    extract_video_features(videos, tmp_path / "cache", encoder, theirs, show_progress=False)
+
+    model = build_tiny_model(tokenizer, seed=0)
+    collator = HourLlavaDataCollator(processor, feature_cache_dir=tmp_path / "cache")
+    trainer = make_trainer(model, processor, train_rows, sft_config(tmp_path / "out"), collator, stage="stage3")
+    ours = vision_fingerprint(model, collator.video_settings)
+    with pytest.raises(FeatureCacheMismatchError) as error:
+        trainer.train()
+    assert theirs in str(error.value) and ours in str(error.value) and "red.mp4.safetensors" in str(error.value)
+    assert trainer.state.global_step == 0
+
+
+def test_a_nan_loss_stops_training_before_the_optimizer_step(data_dir, tiny_model, processor, tmp_path):
+    with torch.no_grad():
+        tiny_model.model.multi_modal_projector.linear_1.weight[0, 0] = float("nan")
+    args = sft_config(tmp_path, max_steps=3, save_strategy="steps", save_steps=1)
+    trainer = make_trainer(tiny_model, processor, rows(data_dir, repeat=3), args)
+    untouched = tiny_model.model.memory_augmentation.layers[0].mlp.fc1.weight.detach().clone()
+    with pytest.raises(NonFiniteTrainingError, match="step 1: the loss is nan"):
+        trainer.train()
+    assert torch.equal(trainer.model.model.memory_augmentation.layers[0].mlp.fc1.weight, untouched)
+    assert not losses(trainer) and not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_a_nan_gradient_stops_training_before_the_optimizer_step(data_dir, tiny_model, processor, tmp_path):
+    weight = tiny_model.model.multi_modal_projector.linear_2.weight
+    weight.register_hook(lambda grad: grad * float("nan"))  # the loss stays finite
+    trainer = make_trainer(tiny_model, processor, rows(data_dir, repeat=3), sft_config(tmp_path, max_steps=3))
+    before = weight.detach().clone()
+    with pytest.raises(NonFiniteTrainingError, match="step 1: the gradient of model[.].* is NaN or infinite"):
+        trainer.train()
+    assert torch.equal(weight, before)
 
 
 # ----------------------------------------------------------------------------------------------------------------

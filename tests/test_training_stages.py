@@ -49,8 +49,6 @@ def make_trainer(model, tokenizer, output_dir, **kwargs):
         use_cpu=True,
         bf16=False,
         report_to="none",
-        remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True},
     )
     dataset = Dataset.from_list([{"messages": [{"role": "user", "content": "hi"}]}])
     return HourLlavaSFTTrainer(

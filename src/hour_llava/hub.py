@@ -2,20 +2,33 @@
 
 Neither `PreTrainedModel.push_to_hub` nor TRL's trainer card sets a pipeline tag, and `Trainer.push_to_hub`
 regenerates README.md, so the metadata is (re)applied here after any card is written. `push_to_hub` below uploads a
-model, its processor, the pipeline code and our card in one commit.
+model, its processor, the pipeline code and our card in one commit, which also deletes the repo's weight files that
+the new save does not contain (a single `model.safetensors` left next to new shards would be loaded instead of them).
 """
 
 import os
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, ModelCardData
+from huggingface_hub.constants import DEFAULT_REVISION
+from huggingface_hub.utils import filter_repo_objects
 
 
 PIPELINE_TAG = "video-text-to-text"
 LIBRARY_NAME = "transformers"
 TAGS = ("hour-llava", "video-text-to-text", "long-video-understanding")
 PAPER_URL = "https://arxiv.org/abs/2506.05332"
+# Weight files of a transformers checkpoint (as `upload_folder`'s `delete_patterns`): those of the repo that a new
+# upload does not contain are deleted in the same commit.
+WEIGHT_FILE_PATTERNS = [
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model-*-of-*.bin",
+    "pytorch_model.bin.index.json",
+]
 
 
 def apply_card_metadata(
@@ -133,6 +146,13 @@ def save_for_hub(directory: str | os.PathLike, model, processor, max_shard_size:
     save_pipeline(directory, model, processor, max_shard_size=max_shard_size)
 
 
+def stale_weight_deletions(api: HfApi, repo_id: str, revision: str | None, uploaded: set[str]) -> list:
+    """Delete operations for the repo's weight files (`WEIGHT_FILE_PATTERNS`) that the upload does not replace."""
+    remote = api.list_repo_files(repo_id, revision=revision)
+    stale = filter_repo_objects(remote, allow_patterns=WEIGHT_FILE_PATTERNS)
+    return [CommitOperationDelete(path_in_repo=path) for path in stale if path not in uploaded]
+
+
 def push_to_hub(
     repo_id: str,
     model,
@@ -148,6 +168,9 @@ def push_to_hub(
     max_shard_size: str | int = "5GB",
 ):
     """Upload `model`, `processor`, the pipeline code and a model card to `repo_id` in one commit.
+
+    The same commit deletes the weight files of the repo that this save does not contain (say, `model.safetensors`
+    after a sharded save), so the repo never holds two versions of the weights.
 
     `model.push_to_hub` alone would write transformers' generic card (no pipeline tag, no usage) and leave the
     processor out. `base_model`/`datasets` default to what the card of the model's local checkpoint records.
@@ -169,6 +192,9 @@ def push_to_hub(
             for path in sorted(Path(staging).rglob("*"))
             if path.is_file()
         ]
+        # A pull request is opened against the default branch: its files are the ones the PR would leave behind.
+        listed_revision = DEFAULT_REVISION if create_pr else revision
+        operations += stale_weight_deletions(api, repo_id, listed_revision, {op.path_in_repo for op in operations})
         return api.create_commit(
             repo_id=repo_id,
             operations=operations,

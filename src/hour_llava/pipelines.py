@@ -43,6 +43,8 @@ DECODING_OPTIONS = ("fps", "num_frames", "min_frames", "max_frames", "do_sample_
 # Keyword arguments of a call that shape the time instruction after the video's placeholder.
 TEXT_OPTIONS = ("add_time_instruction", "add_frame_timestamps")
 VIDEO_OPTIONS = DECODING_OPTIONS + TEXT_OPTIONS
+# What the pipeline does when an input's video (or prompt) cannot be prepared: raise, or answer the others.
+ERROR_POLICIES = ("raise", "skip")
 # Keyword arguments of `generate` beyond `GenerationConfig` fields.
 GENERATE_ARGUMENTS = ("generation_config", "streamer", "stopping_criteria", "logits_processor", "assistant_model")
 
@@ -94,6 +96,10 @@ class VideoTextToTextPipeline(Pipeline):
     ...) to `generate`. Construction options: `max_cached_videos` (default 8, 0 turns the cache off) and
     `max_cache_bytes` (default 4 GiB) bound the feature cache.
 
+    `on_error="skip"` (default `"raise"`) keeps one bad input (a missing or broken video, a prompt longer than the
+    context) from losing the answers to the others, as `hour-llava extract-features --on-error skip` does: its
+    output is `[{"input_text": ..., "generated_text": None, "error": "<what went wrong>"}]`.
+
     A video is decoded chunk by chunk straight into the vision tower while its sample is prepared, so only one chunk
     of pixels is alive at a time (an hour of 384x384 float pixels would be 6.4 GB); what is kept is its pooled
     features, in the cache. This is why the pipeline prepares samples in the main process (`num_workers=0`).
@@ -141,6 +147,7 @@ class VideoTextToTextPipeline(Pipeline):
         continue_final_message=None,
         skip_special_tokens=None,
         processor_kwargs=None,
+        on_error=None,
         **kwargs,
     ):
         generation_fields = {key for key in vars(GenerationConfig()) if not key.startswith("_")}
@@ -162,6 +169,10 @@ class VideoTextToTextPipeline(Pipeline):
         preprocess_params = {"video_options": video_options} if video_options else {}
         if continue_final_message is not None:
             preprocess_params["continue_final_message"] = continue_final_message
+        if on_error is not None:
+            if on_error not in ERROR_POLICIES:
+                raise ValueError(f"on_error={on_error!r} is not one of {ERROR_POLICIES}.")
+            preprocess_params["on_error"] = on_error
         forward_params = {"generate_kwargs": generate_kwargs} if generate_kwargs else {}
         postprocess_params = {}
         if return_tensors:
@@ -203,7 +214,17 @@ class VideoTextToTextPipeline(Pipeline):
     # ------------------------------------------------------------------------------------------------------------------
     # Preprocessing: prompt text, tokens and the video's pooled features (cached or encoded now)
     # ------------------------------------------------------------------------------------------------------------------
-    def preprocess(self, inputs, video_options=None, continue_final_message=None):
+    def preprocess(self, inputs, video_options=None, continue_final_message=None, on_error="raise"):
+        try:
+            return self.prepare(inputs, video_options, continue_final_message)
+        except Exception as error:  # with "skip", one bad input must not lose the answers to the others
+            if on_error == "raise":
+                raise
+            logger.warning("Skipping input %s: %s", describe_input(inputs), error)
+            return {"input_text": inputs, "error": f"{type(error).__name__}: {error}"}
+
+    def prepare(self, inputs, video_options=None, continue_final_message=None) -> dict:
+        """Model inputs of one chat or question (with its video encoded), and the input itself as `input_text`."""
         video_options = dict(video_options or {})
         if isinstance(inputs, Chat):
             if continue_final_message is None:
@@ -286,7 +307,15 @@ class VideoTextToTextPipeline(Pipeline):
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
 
     def collate(self, items: list[dict]) -> dict:
-        """Left-pad token tensors (generation continues every row at its end) and gather the videos in order."""
+        """Left-pad token tensors (generation continues every row at its end) and gather the videos in order; inputs
+        that could not be prepared (`on_error="skip"`) only keep their place, through `errors`."""
+        prepared = [item for item in items if "error" not in item]
+        batch = self.collate_prepared(prepared) if prepared else {}
+        batch["input_text"] = [item["input_text"] for item in items]
+        batch["errors"] = [item.get("error") for item in items]
+        return batch
+
+    def collate_prepared(self, items: list[dict]) -> dict:
         length = max(item["input_ids"].shape[1] for item in items)
         pad_values = {"input_ids": self.processor.tokenizer.pad_token_id, "attention_mask": 0, "memaug_query_mask": 0}
         batch = {
@@ -298,7 +327,6 @@ class VideoTextToTextPipeline(Pipeline):
             features = [item["pooled_video_features"] for item in with_video]
             batch["pooled_video_features"] = features[0] if len(features) == 1 else torch.cat(features)
             batch["video_num_frames"] = torch.cat([item["video_num_frames"] for item in with_video])
-        batch["input_text"] = [item["input_text"] for item in items]
         return batch
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -308,12 +336,21 @@ class VideoTextToTextPipeline(Pipeline):
         if "input_text" in model_inputs and not isinstance(model_inputs["input_text"], list):  # batch_size=1 path
             model_inputs = self.collate([model_inputs])
         input_text = model_inputs.pop("input_text")
+        errors = model_inputs.pop("errors", None) or [None] * len(input_text)
+        prepared = [index for index, error in enumerate(errors) if error is None]
+        if not prepared:
+            nothing = torch.zeros(len(errors), 1, 0, dtype=torch.long)
+            outputs = {"generated_sequence": nothing, "input_ids": nothing[:, 0]}
+            return {**outputs, "input_text": input_text, "errors": errors}
         generate_kwargs = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
         input_ids = model_inputs["input_ids"]
         sequences = self.model.generate(**model_inputs, **generate_kwargs)
         new_tokens = sequences[:, input_ids.shape[1] :]
         new_tokens = new_tokens.reshape(input_ids.shape[0], -1, new_tokens.shape[-1])  # (batch, returned, tokens)
-        return {"generated_sequence": new_tokens, "input_ids": input_ids, "input_text": input_text}
+        if len(prepared) < len(errors):  # rows of the skipped inputs, so the batch unrolls in input order
+            pad = self.processor.tokenizer.pad_token_id
+            new_tokens, input_ids = (scatter_rows(t, prepared, len(errors), pad) for t in (new_tokens, input_ids))
+        return {"generated_sequence": new_tokens, "input_ids": input_ids, "input_text": input_text, "errors": errors}
 
     # ------------------------------------------------------------------------------------------------------------------
     # Outputs
@@ -321,6 +358,10 @@ class VideoTextToTextPipeline(Pipeline):
     def postprocess(self, model_outputs, return_type=None, continue_final_message=None, skip_special_tokens=True):
         input_text = model_outputs["input_text"]
         input_text = input_text[0] if isinstance(input_text, list) else input_text
+        error = model_outputs.get("errors")
+        error = error[0] if isinstance(error, list) else error
+        if error is not None:
+            return [{"input_text": plain(input_text), "generated_text": None, "error": error}]
         sequences = model_outputs["generated_sequence"][0]  # (returned, tokens)
         if return_type == ReturnType.TENSORS:
             return [{"input_text": plain(input_text), "generated_token_ids": ids} for ids in sequences]
@@ -417,6 +458,20 @@ def describe_video(video: Any) -> str:
         return video
     shape = getattr(video, "shape", None)
     return f"of shape {tuple(shape)}" if shape is not None else f"of {len(video)} frames"
+
+
+def describe_input(inputs) -> str:
+    """The input's video (or its question) for a log line."""
+    if isinstance(inputs, Chat):
+        return f"chat {str(inputs.messages)[:80]!r}"
+    return repr(describe_video(inputs.video)) if inputs.video is not None else repr(inputs.text)
+
+
+def scatter_rows(tensor: torch.Tensor, positions: list[int], num_rows: int, fill: int) -> torch.Tensor:
+    """A `num_rows`-row tensor holding `tensor`'s rows at `positions` and `fill` elsewhere."""
+    full = tensor.new_full((num_rows, *tensor.shape[1:]), fill)
+    full[positions] = tensor
+    return full
 
 
 def plain(input_text):

@@ -2,9 +2,9 @@
 """`hour-llava ask VIDEO "question" --model ID_OR_DIR`: stream Hour-LLaVA's answer about a video to the terminal."""
 
 import argparse
-import json
 import sys
-from pathlib import Path
+
+from .checks import ArgumentError, check_local_video, check_model_argument
 
 
 HELP = "Ask a question about a video; the answer is streamed as it is generated."
@@ -23,24 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="Longest answer, in tokens")
     parser.add_argument("--do-sample", action="store_true", help="Sample instead of greedy decoding")
     parser.add_argument("--trust-remote-code", action="store_true", help="Allow the checkpoint's own code to run")
-
-
-def check_model(model: str) -> None:
-    """Fail early, naming the path, when `model` is a directory that is not an Hour-LLaVA checkpoint."""
-    path = Path(model).expanduser()
-    if not path.exists():
-        if model.startswith((".", "/", "~")) or model.count("/") > 1:
-            raise ValueError(f"--model {model}: no such directory (and not a Hub id of the form 'owner/name').")
-        return  # a Hub id; loading reports an unknown one
-    config = path / "config.json"
-    if not config.is_file():
-        raise ValueError(f"--model {model}: {config} is missing; this is not a saved Hour-LLaVA checkpoint.")
-    model_type = json.loads(config.read_text()).get("model_type")
-    if model_type != "hour_llava":
-        raise ValueError(
-            f"--model {model}: config.json has model_type {model_type!r}, not 'hour_llava'; "
-            "convert it first with `hour-llava convert`."
-        )
 
 
 def video_options(args: argparse.Namespace) -> dict:
@@ -66,19 +48,30 @@ def build_pipeline(args: argparse.Namespace):
     )
 
 
+# What answering raises for a video that cannot be read or a prompt that cannot be run (PyAV's errors are OSErrors or
+# ValueErrors); anything else is a bug and keeps its traceback.
+ANSWER_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
+
+
+def fail(message: str) -> int:
+    """One line on stderr, exit status 1."""
+    print(f"hour-llava ask: {' '.join(str(message).split())}", file=sys.stderr)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
+    from safetensors import SafetensorError
     from transformers import TextStreamer
 
-    try:
-        check_model(args.model)
-    except ValueError as error:
-        print(f"hour-llava ask: {error}", file=sys.stderr)
-        return 1
+    try:  # before loading the model: a typo costs a line, not a minute
+        check_local_video(args.video)
+        check_model_argument(args.model)
+    except ArgumentError as error:
+        return fail(str(error))
     try:
         pipe = build_pipeline(args)
-    except (OSError, ValueError) as error:
-        print(f"hour-llava ask: could not load --model {args.model}: {error}", file=sys.stderr)
-        return 1
+    except (OSError, ValueError, SafetensorError) as error:
+        return fail(f"could not load --model {args.model}: {error}")
     streamer = TextStreamer(pipe.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     try:
         pipe(
@@ -89,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
             streamer=streamer,
             **video_options(args),
         )
-    except ValueError as error:
-        print(f"\nhour-llava ask: {error}", file=sys.stderr)
-        return 1
+    except ANSWER_ERRORS as error:
+        return fail(str(error))
     return 0

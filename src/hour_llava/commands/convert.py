@@ -22,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", help="Hub revision of the source(s)")
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="Weight dtype (auto: the source's)")
     parser.add_argument("--max-shard-size", default="5GB", help="Largest safetensors shard, e.g. 5GB")
-    parser.add_argument("--overwrite", action="store_true", help="Replace an existing destination")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing destination that is an earlier Hour-LLaVA checkpoint (anything else is refused)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,13 +6,15 @@ tokenizer with a `<video>` token, processor files, and a model card. Writes go t
 destination that is renamed into place at the end, so an interrupted run never leaves a checkpoint that looks valid.
 """
 
+import fnmatch
+import json
 import logging
 import math
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -136,15 +138,49 @@ def fit_vocabulary(model: HourLlavaForConditionalGeneration, tokenizer: PreTrain
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
 
 
+# What a save of ours writes into a checkpoint folder (model, processor, tokenizer, card, remote code): `--overwrite`
+# replaces a folder only if it holds nothing else.
+CHECKPOINT_FILE_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "*processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+    "README.md",
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+)
+
+
+def remote_code_file_names() -> set[str]:
+    """The module names `save_pretrained` copies next to a checkpoint for `trust_remote_code` (and the pipeline's)."""
+    package = Path(__file__).resolve().parents[1]
+    folders = (package / "modeling", package / "processing")
+    return {path.name for folder in folders for path in folder.glob("*.py")} | {"pipelines.py", "video_cache.py"}
+
+
 @contextmanager
-def atomic_directory(destination: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a staging directory next to `destination`; rename it into place only if the block succeeds."""
+def atomic_directory(
+    destination: str | os.PathLike, overwrite: bool = False, sources: Iterable[str | os.PathLike] = ()
+) -> Iterator[Path]:
+    """Yield a staging directory next to `destination`; rename it into place only if the block succeeds.
+
+    The directory gets the permissions the user's umask gives a new folder (`mkdtemp` makes it private).
+    """
     destination = Path(destination).expanduser().absolute()
-    check_destination(destination, overwrite)
+    check_destination(destination, overwrite, sources)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
     try:
         yield staging
+        staging.chmod(0o777 & ~current_umask())
         if destination.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))
             destination.rename(retired / destination.name)
@@ -157,9 +193,61 @@ def atomic_directory(destination: str | os.PathLike, overwrite: bool = False) ->
         raise
 
 
-def check_destination(destination: Path, overwrite: bool) -> None:
-    if destination.exists() and not overwrite:
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_destination(destination: Path, overwrite: bool, sources: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse to write over anything but an earlier checkpoint of ours (or an empty folder), and never over the
+    current folder, the home folder, a source or a folder holding a source, whatever they contain."""
+    if not destination.exists() and not destination.is_symlink():
+        return
+    if not overwrite:
         raise FileExistsError(f"{destination} already exists; pass overwrite=True (--overwrite) to replace it.")
+    resolved = destination.resolve()
+    protected = {Path.cwd().resolve(): "the current folder", Path.home().resolve(): "your home folder"}
+    if resolved in protected or resolved == Path(resolved.anchor):
+        reason = protected.get(resolved, "the file system root")
+        raise FileExistsError(f"Refusing to overwrite {destination}: it is {reason}. Pick a new output folder.")
+    for source in sources:
+        source = Path(source).expanduser().resolve()
+        if resolved == source or resolved in source.parents:
+            raise FileExistsError(
+                f"Refusing to overwrite {destination}: it is or holds the source {source}. Pick a new output folder."
+            )
+    if not resolved.is_dir():
+        raise FileExistsError(f"Refusing to overwrite {destination}: it is a file, not a checkpoint folder.")
+    foreign = files_not_of_a_checkpoint(resolved)
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileExistsError(
+            f"Refusing to overwrite {destination}: it is not an earlier Hour-LLaVA checkpoint; it holds {listed}, "
+            "which a conversion does not write. Remove them or pick a new output folder."
+        )
+
+
+def files_not_of_a_checkpoint(directory: Path) -> list[str]:
+    """What in `directory` a conversion did not write: every entry if its config is not an Hour-LLaVA one, else the
+    entries that no save of ours writes. Empty for an empty folder (replacing it loses nothing)."""
+    entries = sorted(directory.iterdir())
+    if not entries:
+        return []
+    try:
+        is_ours = json.loads((directory / "config.json").read_text()).get("model_type") == "hour_llava"
+    except (OSError, ValueError, AttributeError):
+        is_ours = False
+    if not is_ours:
+        return [entry.name + ("/" if entry.is_dir() else "") for entry in entries]
+    code = remote_code_file_names()
+
+    def written_by_us(entry: Path) -> bool:
+        if not entry.is_file():
+            return False
+        return entry.name in code or any(fnmatch.fnmatchcase(entry.name, p) for p in CHECKPOINT_FILE_PATTERNS)
+
+    return [entry.name + ("/" if entry.is_dir() else "") for entry in entries if not written_by_us(entry)]
 
 
 def write_checkpoint(
@@ -170,8 +258,12 @@ def write_checkpoint(
     datasets: list[str] | None = None,
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     overwrite: bool = False,
+    sources: Iterable[str | os.PathLike] = (),
 ) -> Path:
     """Save model, processor (with the tokenizer) and model card atomically into `destination`.
+
+    With `overwrite`, `destination` may only be an earlier checkpoint of ours, never one of the `sources` (local
+    folders the checkpoint was made from) or a folder holding one (see `check_destination`).
 
     Model and processor also load with `trust_remote_code=True`; the pipeline's code is added by
     `hour_llava.hub.push_to_hub` (a checkpoint that carries it needs `trust_remote_code=True` even where hour_llava is
@@ -180,11 +272,16 @@ def write_checkpoint(
     from ..hub import write_model_card
 
     processor = HourLlavaProcessor.from_model_config(model.config, tokenizer)
-    with atomic_directory(destination, overwrite) as staging:
+    with atomic_directory(destination, overwrite, sources) as staging:
         model.save_pretrained(staging, max_shard_size=max_shard_size)
         processor.save_pretrained(staging)
         write_model_card(staging, str(destination), base_model=base_model, datasets=datasets)
     return Path(destination)
+
+
+def local_folders(*sources: str | os.PathLike) -> list[Path]:
+    """The sources that are local folders (Hub ids are not; their resolved download folders are)."""
+    return [Path(source).expanduser() for source in sources if Path(source).expanduser().is_dir()]
 
 
 def convert_checkpoint(
@@ -203,7 +300,7 @@ def convert_checkpoint(
     The format is read from the source's config.json. From LLaVA-OneVision, MemAug starts fresh (stage 1's start).
     `config_overrides` set `HourLlavaConfig` fields (e.g. `spatial_sampling_type="uniform"`).
     """
-    check_destination(Path(destination).expanduser().absolute(), overwrite)
+    check_destination(Path(destination).expanduser().absolute(), overwrite, local_folders(source))
     source_name = str(source)
     directory = resolve_source(source, revision)
     source_config = read_json(directory / "config.json")
@@ -225,7 +322,8 @@ def convert_checkpoint(
     base_model = None if Path(source).expanduser().is_dir() else source_name
     if datasets is None and source_format == AUTHORS:
         datasets = authors_training_datasets(source_name)
-    return write_checkpoint(model, tokenizer, destination, base_model, datasets, max_shard_size, overwrite)
+    sources = local_folders(source, directory)
+    return write_checkpoint(model, tokenizer, destination, base_model, datasets, max_shard_size, overwrite, sources)
 
 
 def build_from_siglip_and_qwen2(
@@ -243,7 +341,7 @@ def build_from_siglip_and_qwen2(
 
     Projector, newline and MemAug start from `post_init`'s initialisation; the tokenizer comes from `qwen2`.
     """
-    check_destination(Path(destination).expanduser().absolute(), overwrite)
+    check_destination(Path(destination).expanduser().absolute(), overwrite, local_folders(siglip, qwen2))
     siglip_dir, qwen2_dir = resolve_source(siglip, revision), resolve_source(qwen2, revision)
     tokenizer = load_tokenizer(qwen2_dir, str(qwen2))
     config = config_from_siglip_and_qwen2(
@@ -262,7 +360,10 @@ def build_from_siglip_and_qwen2(
     fit_vocabulary(model, tokenizer)
     model.generation_config = load_generation_config(qwen2_dir, tokenizer)
     base_models = [str(name) for name in (siglip, qwen2) if not Path(name).expanduser().is_dir()]
-    return write_checkpoint(model, tokenizer, destination, base_models or None, None, max_shard_size, overwrite)
+    sources = local_folders(siglip, qwen2, siglip_dir, qwen2_dir)
+    return write_checkpoint(
+        model, tokenizer, destination, base_models or None, None, max_shard_size, overwrite, sources
+    )
 
 
 __all__ = [

@@ -178,8 +178,6 @@ def training_config(settings: DemoSettings, seed: int, output_dir: Path, num_row
         seed=seed,
         use_cpu=True,
         dataloader_num_workers=0,
-        remove_unused_columns=False,
-        dataset_kwargs={"skip_prepare_dataset": True},
     )
 
 

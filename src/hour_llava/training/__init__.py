@@ -18,6 +18,7 @@ from .data import (
 from .feature_cache import (
     CachedVideoFeatures,
     ExtractionReport,
+    FeatureCacheMismatchError,
     StreamingVideoEncoder,
     extract_video_features,
     feature_cache_path,
@@ -46,9 +47,12 @@ __all__ = [
     "BadSampleError",
     "CachedVideoFeatures",
     "ExtractionReport",
+    "FeatureCacheMismatchError",
     "HourLlavaDataCollator",
     "HourLlavaSFTTrainer",
+    "NonFiniteTrainingError",
     "QATableFormat",
+    "StopOnNonFiniteCallback",
     "TrainingStage",
     "VideoPathError",
     "StreamingVideoEncoder",
@@ -72,7 +76,12 @@ __all__ = [
 
 
 # Imported on first use: the trainer pulls in TRL, the collator the processor (and PyAV).
-_LAZY = {"HourLlavaSFTTrainer": ".trainer", "HourLlavaDataCollator": ".collator"}
+_LAZY = {
+    "HourLlavaSFTTrainer": ".trainer",
+    "NonFiniteTrainingError": ".trainer",
+    "StopOnNonFiniteCallback": ".trainer",
+    "HourLlavaDataCollator": ".collator",
+}
 
 
 def __getattr__(name: str):

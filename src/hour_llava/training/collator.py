@@ -11,9 +11,12 @@ assistant tokens. Cached and decoded videos take the same path, so they give the
 its closing `<|im_end|>`. The `<|im_start|>assistant\n` header, the newline after `<|im_end|>`, the system and user
 turns, the video tokens and the padding are -100.
 
-A row whose video is missing or cannot be decoded (or has no cached features, or is longer than `max_length`) is
-skipped with one warning line and counted in `skipped_rows`; with `on_bad_video="raise"` it raises instead. A batch
-whose every row was skipped becomes a one-token batch without supervised tokens, so the step computes a zero loss.
+A row whose video is missing or cannot be decoded (or whose cached features are missing, unreadable or hold NaN or
+infinite values, or that is longer than `max_length`) is skipped with one warning line and counted in `skipped_rows`;
+with `on_bad_video="raise"` it raises instead. A batch whose every row was skipped becomes a one-token batch without
+supervised tokens, so the step computes a zero loss. Cached features written with another vision tower or other
+decoding settings (a fingerprint mismatch, see `HourLlavaSFTTrainer`) are an error, never a skip: the whole cache is
+then wrong.
 """
 
 import logging
@@ -25,7 +28,7 @@ from typing import Any
 import av
 import torch
 
-from .feature_cache import feature_cache_path, load_video_features
+from .feature_cache import FeatureCacheMismatchError, check_fingerprint, feature_cache_path, load_video_features
 
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,9 @@ IGNORE_INDEX = -100
 BAD_VIDEO_POLICIES = ("skip", "raise")
 # What decoding or reading a broken file raises (PyAV's errors, truncated or foreign files); anything else is a bug.
 VIDEO_READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, av.error.FFmpegError)
+# The batch key under which the collator reports how many rows it skipped, when `report_skipped_rows` is on;
+# `HourLlavaSFTTrainer` pops it before the forward pass.
+SKIPPED_ROWS_KEY = "num_skipped_rows"
 
 
 class UnusableRowError(ValueError):
@@ -90,6 +96,13 @@ class HourLlavaDataCollator:
         self.skipped_rows: Counter[str] = Counter()
         # Turned on by `HourLlavaSFTTrainer`, which removes the count from the batch before the forward pass.
         self.report_skipped_rows = False
+        # Set by `HourLlavaSFTTrainer` when training starts: the fingerprint every cached file must carry.
+        self.expected_fingerprint: str | None = None
+
+    @property
+    def video_settings(self) -> dict:
+        """What decides the decoded frames, as `StreamingVideoEncoder.settings` (part of the cache fingerprint)."""
+        return {**self.processor.video_processor.to_dict(), **self.video_kwargs}
 
     # ------------------------------------------------------------------------------------------------------------
     # Batch
@@ -107,7 +120,7 @@ class HourLlavaDataCollator:
                 skipped += 1
         batch = self.pad(encoded) if encoded else self.empty_batch()
         if self.report_skipped_rows:
-            batch["num_skipped_rows"] = torch.tensor(skipped)
+            batch[SKIPPED_ROWS_KEY] = torch.tensor(skipped)
         return batch
 
     def pad(self, encoded: list[EncodedRow]) -> dict[str, torch.Tensor]:
@@ -184,9 +197,15 @@ class HourLlavaDataCollator:
             details = f"no file at {path}; run hour-llava extract-features"
             raise UnusableRowError(name, "missing cached features", details)
         try:
-            return load_video_features(path)
+            cached = load_video_features(path)
         except ValueError as error:
             raise UnusableRowError(name, "unreadable cached features", str(error)) from error
+        if self.expected_fingerprint is not None:
+            check_fingerprint(cached.header, self.expected_fingerprint, path)
+        if not torch.isfinite(cached.pooled_features).all():
+            details = f"{path} holds NaN or infinite values; recompute it with hour-llava extract-features --overwrite"
+            raise UnusableRowError(name, "non-finite cached features", details)
+        return cached
 
 
 def _clean_messages(messages: list[dict]) -> list[dict]:
@@ -206,4 +225,4 @@ def _with_video(messages: list[dict], video: Any) -> list[dict]:
     ]
 
 
-__all__ = ["HourLlavaDataCollator", "IGNORE_INDEX", "UnusableRowError"]
+__all__ = ["FeatureCacheMismatchError", "HourLlavaDataCollator", "IGNORE_INDEX", "SKIPPED_ROWS_KEY", "UnusableRowError"]

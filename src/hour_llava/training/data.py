@@ -16,11 +16,17 @@ key (`<data_source>/<video>`, also its name in the feature cache) and its resolv
 turns these rows into model inputs. With `streaming=True` everything is lazy: rows are converted as they are read.
 
 A sample that cannot be trained on (unbalanced turns, a missing or misplaced placeholder, a video path outside its
-root, an empty turn, an image sample) is dropped with one warning line, or raises with `on_bad_sample="raise"`.
-Missing or unreadable video *files* are found later, by the collator, which decodes them.
+root, an empty turn, an image sample, turns that are not `{"from", "value"}` objects, a value that is not text) is
+dropped with one warning line, or raises with `on_bad_sample="raise"`. The warnings come from a `skip_reason` column
+that the conversion writes, so they are printed again when `datasets` serves the converted file from its cache.
+Answers (and questions) that are plain numbers, as QA tables often hold, are converted to text (`3`, `2.5`).
+Malformed JSON is reported with its file and line; an empty file, or one whose every sample was dropped, is an error
+that says so. Missing or unreadable video *files* are found later, by the collator, which decodes them.
 """
 
+import json
 import logging
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -43,6 +49,7 @@ DEFAULT_MAX_TURNS = 5
 CONVERSION_BATCH_SIZE = 64
 
 _CONTENT_ITEM = {"type": Value("string"), "text": Value("string")}
+SKIP_REASON = "skip_reason"
 TRAINING_ROW_FEATURES = Features(
     {
         "id": Value("string"),
@@ -53,6 +60,9 @@ TRAINING_ROW_FEATURES = Features(
         "task_types": List(Value("string")),
     }
 )
+
+# What the conversion writes: the training rows plus why a sample is dropped (None for kept samples).
+_CONVERTED_FEATURES = Features({**TRAINING_ROW_FEATURES, SKIP_REASON: Value("string")})
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
@@ -100,6 +110,41 @@ def _count_placeholders(text: str) -> int:
     return sum(text.count(placeholder) for placeholder in VIDEO_PLACEHOLDERS)
 
 
+def as_text(value, what: str) -> str:
+    """A turn's text: strings as they are, plain numbers written out (`3`, not `3.0`), None as empty; anything else
+    (lists, objects, booleans) is a `BadSampleError` naming `what`."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and math.isnan(value):
+            return ""  # a missing cell in a numeric column
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    raise BadSampleError(f"has {what} of type {type(value).__name__} ({value!r:.60}), not text")
+
+
+def _checked_turns(conversations) -> list[dict]:
+    if conversations is None:
+        return []
+    if isinstance(conversations, str):  # `datasets` passes a column of mixed types on as JSON text (streaming)
+        conversations = _json_list(conversations) or conversations
+    if not isinstance(conversations, (list, tuple)):
+        raise BadSampleError(f"has `conversations` of type {type(conversations).__name__}, not a list of turns")
+    for index, turn in enumerate(conversations):
+        if not isinstance(turn, dict):
+            raise BadSampleError(f"turn {index} is a {type(turn).__name__}, not a {{'from', 'value'}} object")
+    return list(conversations)
+
+
+def _json_list(text: str) -> list | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None
+
+
 def conversations_to_messages(conversations: list[dict], has_video: bool) -> list[dict]:
     """Authors' `conversations` -> transformers chat messages, checked; raises `BadSampleError` with the reason.
 
@@ -107,7 +152,7 @@ def conversations_to_messages(conversations: list[dict], has_video: bool) -> lis
     the user and end with an answer. A video sample has exactly one placeholder, in the first user turn; it becomes a
     `{"type": "video"}` item in front of that turn's text.
     """
-    turns = list(conversations or [])
+    turns = _checked_turns(conversations)
     while turns and ROLES.get(turns[0].get("from")) == "assistant":
         turns.pop(0)
     if not turns:
@@ -120,7 +165,7 @@ def conversations_to_messages(conversations: list[dict], has_video: bool) -> lis
         expected = "user" if index % 2 == 0 else "assistant"
         if role != expected:
             raise BadSampleError(f"has unbalanced turns: turn {index} is {turn.get('from')!r}, expected the {expected}")
-        value = turn.get("value") or ""
+        value = as_text(turn.get("value"), f"a turn {index} value")
         if index > 0 and _count_placeholders(value):
             raise BadSampleError(f"has a video placeholder in turn {index}; only the first question may hold it")
         text = _clean_text(value)
@@ -129,7 +174,7 @@ def conversations_to_messages(conversations: list[dict], has_video: bool) -> lis
         messages.append({"role": role, "content": [{"type": "text", "text": text}]})
     if len(messages) % 2:
         raise BadSampleError("has unbalanced turns: the last question has no answer")
-    placeholders = _count_placeholders(turns[0].get("value") or "")
+    placeholders = _count_placeholders(as_text(turns[0].get("value"), "a turn 0 value"))
     if has_video and placeholders != 1:
         raise BadSampleError(f"has a video but {placeholders} video placeholders (<image>) in its first question")
     if not has_video and placeholders:
@@ -141,19 +186,21 @@ def conversations_to_messages(conversations: list[dict], has_video: bool) -> lis
 
 @dataclass
 class SampleConverter:
-    """Turns a batch of instruction samples into training rows, dropping (or raising on) bad samples."""
+    """Turns a batch of instruction samples into training rows; a bad sample becomes a row whose `skip_reason` says
+    why (the skip policy is applied to that column afterwards, so it also applies to cached conversions)."""
 
     video_roots: VideoRoots
     source_name: str
-    on_bad_sample: str = "skip"
 
     def convert(self, sample: dict, index: int) -> dict:
         sample_id = str(sample.get("id") if sample.get("id") is not None else f"{self.source_name}#{index}")
         try:
             if sample.get("image"):
                 raise BadSampleError("is an image sample; Hour-LLaVA trains on videos and text")
-            video = sample.get("video") or None
-            data_source = sample.get("data_source") or ""
+            if sample.get("table_problem"):
+                raise BadSampleError(sample["table_problem"])
+            video = _path_field(sample, "video") or None
+            data_source = _path_field(sample, "data_source")
             messages = conversations_to_messages(sample.get("conversations"), has_video=video is not None)
             key = self.video_roots.video_key(video, data_source) if video else None
             path = self.video_roots.resolve(video, data_source) if video else None
@@ -165,7 +212,8 @@ class SampleConverter:
             "video": key,
             "video_path": path,
             "data_source": data_source,
-            "task_types": list(sample.get("task_types") or []),
+            "task_types": [str(task) for task in sample.get("task_types") or []],
+            SKIP_REASON: None,
         }
 
     def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
@@ -175,10 +223,30 @@ class SampleConverter:
             try:
                 rows.append(self.convert(sample, index))
             except BadSampleError as error:
-                if self.on_bad_sample == "raise":
-                    raise
-                logger.warning("Skipping %s", error)
-        return {column: [row[column] for row in rows] for column in TRAINING_ROW_FEATURES}
+                rows.append(_dropped_row(str(error)))
+        return {column: [row[column] for row in rows] for column in _CONVERTED_FEATURES}
+
+
+def _path_field(sample: dict, field: str) -> str:
+    value = sample.get(field)
+    if value is not None and not isinstance(value, str):
+        raise BadSampleError(f"has a `{field}` of type {type(value).__name__} ({value!r:.60}), not a path")
+    return value or ""
+
+
+def _dropped_row(reason: str) -> dict:
+    empty = {"id": None, "messages": [], "video": None, "video_path": None, "data_source": None, "task_types": []}
+    return {**empty, SKIP_REASON: reason}
+
+
+def _keep_or_raise(reason: str | None, on_bad_sample: str) -> bool:
+    """The skip policy for one converted row: keep it, drop it with one warning, or raise."""
+    if reason is None:
+        return True
+    if on_bad_sample == "raise":
+        raise BadSampleError(reason)
+    logger.warning("Skipping %s", reason)
+    return False
 
 
 def _reason(error: Exception) -> str:
@@ -200,7 +268,7 @@ def group_qa_rows(
     open_groups: OrderedDict[tuple[str, str], list[tuple[int, dict]]] = OrderedDict()
     limit = table_format.max_open_videos
     for index, row in enumerate(rows):
-        key = (row.get(table_format.data_source) or "", row.get(table_format.video) or "")
+        key = (_group_key(row.get(table_format.data_source)), _group_key(row.get(table_format.video)))
         open_groups.setdefault(key, []).append((index, row))
         if len(open_groups[key]) == table_format.max_turns:
             yield _qa_group_to_sample(open_groups.pop(key), table_format, source_name)
@@ -210,20 +278,36 @@ def group_qa_rows(
         yield _qa_group_to_sample(group, table_format, source_name)
 
 
+def _group_key(value) -> str:
+    return "" if value is None else str(value)
+
+
 def _qa_group_to_sample(group: list[tuple[int, dict]], columns: QATableFormat, source_name: str) -> dict:
+    """One instruction sample of a video's questions; cells are made text here (numbers written out), and a cell that
+    cannot be (a list or an object) is recorded in `table_problem`, for the converter to drop the sample naming it."""
     first_index, first = group[0]
+    problems: list[str] = []
+
+    def cell(row: dict, column: str) -> str:
+        try:
+            return as_text(row.get(column), f"a `{column}` cell")
+        except BadSampleError as error:
+            problems.append(str(error))
+            return ""
+
     conversations = []
     for turn, (_, row) in enumerate(group):
-        question = row.get(columns.question) or ""
+        question = cell(row, columns.question)
         conversations.append({"from": "human", "value": f"<image>\n{question}" if turn == 0 else question})
-        conversations.append({"from": "gpt", "value": row.get(columns.answer) or ""})
+        conversations.append({"from": "gpt", "value": cell(row, columns.answer)})
     first_id = first.get(columns.id)
     return {
         "id": str(first_id) if first_id is not None else f"{source_name}#{first_index}",
-        "video": first.get(columns.video) or None,
-        "data_source": first.get(columns.data_source) or "",
+        "video": cell(first, columns.video) or None,
+        "data_source": cell(first, columns.data_source),
         "conversations": conversations,
         "task_types": [str(row[columns.task_type]) for _, row in group if row.get(columns.task_type) is not None],
+        "table_problem": problems[0] if problems else None,
     }
 
 
@@ -239,13 +323,48 @@ def _load_file(path: str, streaming: bool) -> Dataset | IterableDataset:
     if extension not in _BUILDERS:
         raise ValueError(f"Data file {path!r} has an unknown format; expected one of {sorted(_BUILDERS)}.")
     kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
-    return load_dataset(_BUILDERS[extension], data_files=path, split="train", streaming=streaming, **kwargs)
+    try:
+        return load_dataset(_BUILDERS[extension], data_files=path, split="train", streaming=streaming, **kwargs)
+    except Exception as error:  # `datasets` wraps parser errors in its own, without the file's line
+        raise _unreadable_file_error(path, error) from error
+
+
+def _unreadable_file_error(path: str, error: Exception) -> ValueError:
+    """A `ValueError` naming the file, and for malformed JSON the line and column, instead of `datasets`' message."""
+    if "corresponds to no data" in str(error):
+        return ValueError(f"Data file {path!r} has no rows.")
+    location = _json_error_location(path) if _BUILDERS.get(os.path.splitext(path)[1].lower()) == "json" else None
+    if location is not None:
+        return ValueError(f"Data file {path!r} is not valid JSON: {location}.")
+    return ValueError(f"Cannot read data file {path!r}: {error}")
+
+
+def _json_error_location(path: str) -> str | None:
+    """'line N, column C: <problem>' of the first JSON error in a JSON or JSON Lines file, or None if it parses."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    try:
+        json.loads(text)
+        return None
+    except json.JSONDecodeError as error:
+        if not error.msg.startswith("Extra data"):  # a single JSON document that is malformed
+            return f"line {error.lineno}, column {error.colno}: {error.msg}"
+    for number, line in enumerate(text.splitlines(), start=1):  # JSON Lines: one document per line
+        try:
+            if line.strip():
+                json.loads(line)
+        except json.JSONDecodeError as error:
+            return f"line {number}, column {error.colno}: {error.msg}"
+    return None
 
 
 def _column_names(dataset: Dataset | IterableDataset, path: str) -> list[str]:
     if dataset.column_names:
         return list(dataset.column_names)
-    first = next(iter(dataset), None)  # streaming JSON does not know its columns before reading
+    try:
+        first = next(iter(dataset), None)  # streaming JSON does not know its columns before reading
+    except Exception as error:  # as `_load_file`: name the file (and the line of malformed JSON)
+        raise _unreadable_file_error(path, error) from error
     if first is None:
         raise ValueError(f"Data file {path!r} has no rows.")
     return list(first)
@@ -265,26 +384,38 @@ def _load_rows(
         samples = generator_class.from_generator(
             _grouped_samples, gen_kwargs={"table": raw, "table_format": table_format, "source_name": source_name}
         )
-        columns = ["id", "video", "data_source", "conversations", "task_types"]
+        columns = ["id", "video", "data_source", "conversations", "task_types", "table_problem"]
     else:
         raise ValueError(
             f"Data file {path!r} has columns {columns}: expected `conversations` (instruction samples) or "
             f"`{table_format.question}` and `{table_format.answer}` (a QA table; see QATableFormat)."
         )
-    converter = SampleConverter(video_roots, source_name, on_bad_sample)
-    rows = samples.map(
-        converter,
+    converted = samples.map(
+        SampleConverter(video_roots, source_name),
         batched=True,
         batch_size=CONVERSION_BATCH_SIZE,
         with_indices=True,
         remove_columns=columns,
-        features=TRAINING_ROW_FEATURES,
+        features=_CONVERTED_FEATURES,
     )
-    if not streaming:
-        dropped = len(samples) - len(rows)
-        if dropped:
-            logger.warning("Dropped %d of %d samples of %s (reasons above).", dropped, len(samples), path)
-    return rows
+    if streaming:  # lazily: each row's reason is printed (or raised) as it is read
+        kept = converted.filter(_keep_or_raise, input_columns=SKIP_REASON, fn_kwargs={"on_bad_sample": on_bad_sample})
+        return kept.remove_columns(SKIP_REASON)
+    return _apply_skip_policy(converted, path, on_bad_sample)
+
+
+def _apply_skip_policy(converted: Dataset, path: str, on_bad_sample: str) -> Dataset:
+    """Warn about (or raise on) each dropped sample from the `skip_reason` column, which `datasets` caches with the
+    rows, so a cached conversion reports its dropped samples again; then keep the others."""
+    reasons = converted[SKIP_REASON]
+    kept = [index for index, reason in enumerate(reasons) if _keep_or_raise(reason, on_bad_sample)]
+    dropped = len(reasons) - len(kept)
+    if not kept:
+        raise ValueError(f"Every sample of {path!r} was dropped ({dropped} of {dropped}; reasons above).")
+    if dropped:
+        logger.warning("Dropped %d of %d samples of %s (reasons above).", dropped, len(reasons), path)
+        converted = converted.select(kept)
+    return converted.remove_columns(SKIP_REASON)
 
 
 def load_video_instruction_dataset(
@@ -323,6 +454,7 @@ __all__ = [
     "QATableFormat",
     "SampleConverter",
     "TRAINING_ROW_FEATURES",
+    "as_text",
     "conversations_to_messages",
     "dataset_videos",
     "group_qa_rows",

@@ -9,18 +9,25 @@ Each file holds:
   (the vision tower's last layer, bilinearly pooled to `g x g`, before the projector), the model's
   `pooled_video_features` input;
 * `timestamps`: `(T,)` float64, the time of each decoded frame in seconds;
-* header metadata: `format`, `format_version`, `video` (the key), `duration` (seconds), `num_frames` and
-  `fingerprint` (a hash of the vision tower's config and weights and the decoding settings).
+* header metadata: `format`, `format_version`, `video` (the key), `duration` (seconds), `num_frames`,
+  `fingerprint` (a hash of the vision tower's config and weights and the decoding settings) and `checksum` (a hash
+  of the features' and timestamps' bytes, so a flipped bit is found when the file is read; files without one are
+  still read).
 
-Writes are atomic (a temp file in the same folder, then `os.replace`), so an interrupted run leaves only whole files;
-a rerun verifies each existing file's header (it must parse, match the fingerprint and have consistent shapes) and
-skips it, and recomputes anything else. Work is split across processes by striding over the sorted video keys.
+Writes are atomic: each process writes a temporary file of its own (named after its host and process id) in the same
+folder, then renames it over the target with `os.replace`, so an interrupted run leaves only whole files and two
+processes writing into one cache never touch each other's temporaries. A rerun verifies each existing file's header
+(it must parse, match the fingerprint and have consistent shapes) and skips it, recomputes anything else, and removes
+the temporaries of processes of this host that are no longer running. Work is split across processes by striding
+over the sorted video keys.
 """
 
 import hashlib
 import json
 import logging
 import os
+import socket
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +49,11 @@ CACHE_SUFFIX = ".safetensors"
 FEATURES_KEY = "pooled_video_features"
 TIMESTAMPS_KEY = "timestamps"
 ERROR_POLICIES = ("skip", "raise")
+TEMPORARY_MARKER = ".tmp-"
+
+
+class FeatureCacheMismatchError(ValueError):
+    """Cached features were made by another vision tower or with other decoding settings than the training run's."""
 
 
 class CachedVideoFeatures(EncodedVideo):
@@ -71,6 +83,8 @@ def vision_fingerprint(model: torch.nn.Module, decoding_settings: dict | None = 
 
     A cache written with another vision tower (say, before stage-2 training changed it) then fails verification.
     """
+    if hasattr(model, "get_base_model"):  # PEFT: the wrapped model's tower (adapters never touch it)
+        model = model.get_base_model()
     base = getattr(model, "model", model)
     digest = hashlib.sha256()
     settings = {
@@ -93,7 +107,10 @@ def save_video_features(
     video_key: str,
     fingerprint: str,
 ) -> None:
-    """Write one cache file atomically: a temp file next to it, flushed to disk, then renamed over `path`."""
+    """Write one cache file atomically: a temp file of this process next to it, flushed to disk, renamed over `path`.
+
+    Features holding NaN or infinite values are refused (`ValueError`): they would train a NaN model.
+    """
     path = Path(path)
     timestamps = torch.as_tensor(list(timestamps), dtype=torch.float64)
     if pooled_video_features.dim() != 3 or timestamps.shape != (pooled_video_features.shape[0],):
@@ -101,6 +118,9 @@ def save_video_features(
             f"Features of {video_key!r} must be (T, tokens, channels) with T timestamps; got "
             f"{tuple(pooled_video_features.shape)} and {tuple(timestamps.shape)}."
         )
+    features = pooled_video_features.detach().cpu().contiguous()
+    if not torch.isfinite(features).all():
+        raise ValueError(f"Features of {video_key!r} hold NaN or infinite values; nothing was written to {path}.")
     metadata = {
         "format": CACHE_FORMAT,
         "format_version": CACHE_FORMAT_VERSION,
@@ -108,12 +128,14 @@ def save_video_features(
         "duration": repr(float(duration)),
         "num_frames": str(pooled_video_features.shape[0]),
         "fingerprint": fingerprint,
+        "checksum": features_checksum(features, timestamps),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), dir=path.parent)
+    os.close(handle)
+    temporary = Path(temporary)
     try:
-        tensors = {FEATURES_KEY: pooled_video_features.detach().cpu().contiguous(), TIMESTAMPS_KEY: timestamps}
-        save_file(tensors, temporary, metadata=metadata)
+        save_file({FEATURES_KEY: features, TIMESTAMPS_KEY: timestamps}, temporary, metadata=metadata)
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -121,8 +143,34 @@ def save_video_features(
         temporary.unlink(missing_ok=True)
 
 
+def read_cache_header(path: str | os.PathLike) -> dict[str, str]:
+    """The header metadata of a cache file, without reading its tensors; `ValueError` naming the file otherwise."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (OSError, RuntimeError, SafetensorError) as error:
+        raise ValueError(f"Cannot read feature cache file {str(path)!r}: {error}") from error
+    _check_metadata(header, path)
+    return header
+
+
+def features_checksum(*tensors: torch.Tensor) -> str:
+    """A hash of the tensors' bytes (with dtypes and shapes): a flipped bit changes it."""
+    digest = hashlib.blake2b(digest_size=16)
+    for tensor in tensors:
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _temporary_prefix(path: Path) -> str:
+    """Temporaries of `path` carry the writer's process id and host, so a rerun knows whose they are."""
+    return f".{path.name}{TEMPORARY_MARKER}{os.getpid()}-{socket.gethostname()}-"
+
+
 def load_video_features(path: str | os.PathLike) -> CachedVideoFeatures:
-    """Read one cache file as an encoded video; `ValueError` naming the file if it is not a complete cache file."""
+    """Read one cache file as an encoded video; `ValueError` naming the file if it is not a complete cache file or its
+    features do not match the checksum stored with them."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -130,6 +178,9 @@ def load_video_features(path: str | os.PathLike) -> CachedVideoFeatures:
             features, timestamps = handle.get_tensor(FEATURES_KEY), handle.get_tensor(TIMESTAMPS_KEY)
     except (OSError, RuntimeError, KeyError, SafetensorError) as error:  # missing, or a header that does not parse
         raise ValueError(f"Cannot read feature cache file {str(path)!r}: {error}") from error
+    stored = header.get("checksum")
+    if stored is not None and stored != features_checksum(features, timestamps):
+        raise ValueError(f"Feature cache file {str(path)!r} is damaged: its features do not match their checksum.")
     metadata = HourLlavaVideoMetadata(
         total_num_frames=features.shape[0],
         duration=float(header["duration"]),
@@ -144,6 +195,19 @@ def _check_metadata(metadata: dict[str, str], path) -> None:
         raise ValueError(
             f"{str(path)!r} is not an Hour-LLaVA feature cache file of version {CACHE_FORMAT_VERSION} "
             f"(format {metadata.get('format')!r}, version {metadata.get('format_version')!r})."
+        )
+
+
+def check_fingerprint(header: dict[str, str], expected: str, path) -> None:
+    """`FeatureCacheMismatchError` naming both fingerprints when a cache file was written for another vision tower or
+    other decoding settings."""
+    found = header.get("fingerprint")
+    if found != expected:
+        raise FeatureCacheMismatchError(
+            f"Feature cache file {str(path)!r} has fingerprint {found!r}, but the model being trained (its vision "
+            f"tower, pool size and the collator's decoding settings) has fingerprint {expected!r}. The cache was made "
+            "with another vision tower or other settings: rerun hour-llava extract-features with this model and "
+            "these settings (--overwrite), or train from videos."
         )
 
 
@@ -166,9 +230,23 @@ def is_complete_cache_file(path: str | os.PathLike, fingerprint: str | None = No
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Temp files an interrupted run left for this video (each video belongs to exactly one process)."""
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        stale.unlink(missing_ok=True)
+    """Temp files that killed processes of this host left for this video; a running process's are never touched."""
+    host = socket.gethostname()
+    for temporary in path.parent.glob(f".{path.name}{TEMPORARY_MARKER}*"):
+        pid, _, rest = temporary.name[len(f".{path.name}{TEMPORARY_MARKER}") :].partition("-")
+        writer_host = rest.rpartition("-")[0]
+        if pid.isdigit() and writer_host == host and not _process_is_running(int(pid)):
+            temporary.unlink(missing_ok=True)
+
+
+def _process_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def shard_for_process(video_keys: Sequence[str], process_index: int, num_processes: int) -> list[str]:
@@ -279,6 +357,9 @@ class StreamingVideoEncoder:
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "CachedVideoFeatures",
+    "FeatureCacheMismatchError",
+    "check_fingerprint",
+    "read_cache_header",
     "ExtractionReport",
     "StreamingVideoEncoder",
     "extract_video_features",
