@@ -491,7 +491,8 @@ def test_call_signature_says_what_it_takes():
     assert list(parameters) == ["self", "text", "videos", "kwargs"]
     assert parameters["kwargs"].annotation == Unpack[HourLlavaProcessorKwargs]
     videos_kwargs = HourLlavaProcessorKwargs.__annotations__["videos_kwargs"]
-    assert {"min_frames", "max_frames", "add_time_instruction", "fps", "num_frames"} <= set(videos_kwargs.__annotations__)
+    expected = {"min_frames", "max_frames", "add_time_instruction", "fps", "num_frames"}
+    assert expected <= set(videos_kwargs.__annotations__)
 
 
 @pytest.mark.parametrize("how", ["flat", "nested"])

@@ -33,7 +33,10 @@ class ContainerVideo(VideoSource):
     """
 
     def __init__(
-        self, source: str | os.PathLike, url_timeout: float = URL_TIMEOUT_SECONDS, max_url_bytes: int = MAX_DOWNLOAD_BYTES
+        self,
+        source: str | os.PathLike,
+        url_timeout: float = URL_TIMEOUT_SECONDS,
+        max_url_bytes: int = MAX_DOWNLOAD_BYTES,
     ):
         self.source = os.fspath(source)
         self.path = self.source
@@ -121,7 +124,8 @@ class ContainerVideo(VideoSource):
             try:
                 for frame in self._decode(container, stream, set(wanted_pts.tolist())):
                     # Frames leave the decoder in presentation order; without pts, the n-th frame is the n-th time.
-                    pts = frame.pts if frame.pts is not None else int(self.frame_pts[min(frames_decoded, len(self) - 1)])
+                    position = min(frames_decoded, len(self) - 1)
+                    pts = frame.pts if frame.pts is not None else int(self.frame_pts[position])
                     frames_decoded += 1
                     last_time = (pts - origin) * seconds_per_tick
                     if pts < wanted_pts[slot]:

@@ -32,7 +32,11 @@ class InMemoryVideo(VideoSource):
     """
 
     def __init__(
-        self, frames, video_fps: float | None = None, fps: float | None = DEFAULT_SAMPLING_FPS, source: str | None = None
+        self,
+        frames,
+        video_fps: float | None = None,
+        fps: float | None = DEFAULT_SAMPLING_FPS,
+        source: str | None = None,
     ):
         self.source = source
         self.frames = _as_frame_list(frames)
@@ -45,7 +49,10 @@ class InMemoryVideo(VideoSource):
 
     @classmethod
     def from_files(
-        cls, files: Sequence[str | os.PathLike], video_fps: float | None = None, fps: float | None = DEFAULT_SAMPLING_FPS
+        cls,
+        files: Sequence[str | os.PathLike],
+        video_fps: float | None = None,
+        fps: float | None = DEFAULT_SAMPLING_FPS,
     ) -> "InMemoryVideo":
         """Frames loaded from image files or URLs, one per entry, in order (EXIF orientation applied)."""
         names = [os.fspath(file) for file in files]

@@ -245,7 +245,7 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         chunks = Returning(source.iter_chunks(indices, chunk_size=chunk_size, **self._decoding_options(options)))
         pooled_features = encode_chunks(chunk.pixel_values for chunk in chunks)
         if chunks.value is None:
-            raise ValueError(f"`encode_chunks` stopped before the last chunk of {source.name}; it must consume them all.")
+            raise ValueError(f"`encode_chunks` stopped before the last chunk of {source.name}; it must read them all.")
         return EncodedVideo(pooled_features, chunks.value)
 
     def _select_encoded_frames(self, videos: list, options: dict) -> BatchFeature:
