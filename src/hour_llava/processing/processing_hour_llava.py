@@ -9,7 +9,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import MultiModalData, ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.tokenization_utils_base import PreTokenizedInput, TextInput
+from transformers.video_utils import VideoInput
 
 from .video_processing_hour_llava import (
     HourLlavaVideoProcessor,
@@ -209,8 +212,6 @@ class HourLlavaProcessor(ProcessorMixin):
         return images, text, paths_as_strings(videos), audio
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
-        if images is not None or audio is not None:
-            raise ValueError("HourLlavaProcessor takes `text` and `videos`; `images` and `audio` are not supported.")
         for index, sample in enumerate(text or []):
             if sample.count(self.video_token) > 1:
                 raise ValueError(
@@ -231,17 +232,57 @@ class HourLlavaProcessor(ProcessorMixin):
     # ------------------------------------------------------------------------------------------------------------------
     # Call
     # ------------------------------------------------------------------------------------------------------------------
-    def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs: Unpack[HourLlavaProcessorKwargs]):
+    def __call__(
+        self,
+        text: TextInput | PreTokenizedInput | list[TextInput] | list[PreTokenizedInput] | None = None,
+        videos: VideoInput | None = None,
+        **kwargs: Unpack[HourLlavaProcessorKwargs],
+    ) -> BatchFeature:
         """Tokenize `text` with each `<video>` expanded and process `videos`.
 
-        Returns `input_ids`, `attention_mask`, `memaug_query_mask` (see `memaug_query_mask`), and for videos
-        `pixel_values_videos` and `video_num_frames` (plus `video_metadata` with `return_metadata=True`).
+        Args:
+            text (`str`, `list[str]`, *optional*):
+                The samples, each with at most one `<video>` placeholder (chat-templated, e.g. by
+                `apply_chat_template`).
+            videos (`VideoInput`, *optional*):
+                One video per placeholder: paths, http(s) URLs, lists of frame files or URLs, frames in memory, or
+                `EncodedVideo`s (see [`HourLlavaVideoProcessor`]).
+
+        Returns:
+            [`BatchFeature`] with `input_ids`, `attention_mask`, `memaug_query_mask` (see `memaug_query_mask`), and
+            for videos `pixel_values_videos` (or `pooled_video_features` for encoded videos) and `video_num_frames`
+            (plus `video_metadata` with `return_metadata=True`).
         """
-        outputs = super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
+        # `apply_chat_template` passes every modality by name; Hour-LLaVA reads only text and videos.
+        unsupported = sorted(name for name in ("images", "audio") if kwargs.pop(name, None) is not None)
+        if unsupported:
+            raise TypeError(f"HourLlavaProcessor takes `text` and `videos`, not {' or '.join(unsupported)}.")
+        outputs = super().__call__(text=text, videos=videos, **kwargs)
         if "input_ids" in outputs:
             mask = self.memaug_query_mask(outputs["input_ids"], outputs.get("attention_mask"))
             outputs["memaug_query_mask"] = _like(outputs["input_ids"], mask)
         return outputs
+
+    def _get_num_multimodal_tokens(self, image_sizes=None, video_sizes=None, **kwargs) -> MultiModalData:
+        """Placeholder tokens per video, as transformers' tests and vLLM's transformers backend ask for them.
+
+        Args:
+            image_sizes (`list[list[int]]`, *optional*):
+                Must be `None`: Hour-LLaVA takes no images.
+            video_sizes (`list[list[int]]`, *optional*):
+                `(num_frames, height, width)` per video, `num_frames` counting the frames given to the model (after
+                sampling). The count depends on the frames only: every frame is resized to the same size and
+                temporal forgetting fixes the number of tokens (`num_video_tokens`).
+
+        Returns:
+            `MultiModalData` with `num_video_tokens` (the time instruction after each placeholder is text, not
+            placeholder tokens).
+        """
+        if image_sizes is not None:
+            raise ValueError("HourLlavaProcessor takes no images, so `image_sizes` must be None.")
+        if video_sizes is None:
+            return MultiModalData()
+        return MultiModalData(num_video_tokens=[self.num_video_tokens(num_frames) for num_frames, _, _ in video_sizes])
 
     @property
     def model_input_names(self) -> list[str]:

@@ -7,7 +7,7 @@ and siblings of this folder.
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,16 +19,16 @@ from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata, make_batched_videos
 
-from .video_decoding import (
+from .video_decoding import open_video
+from .video_sampling import DEFAULT_MIN_FRAMES, sample_frame_indices
+from .video_source import (
     DEFAULT_CHUNK_SIZE,
-    DEFAULT_MIN_FRAMES,
     SIGLIP_MEAN,
     SIGLIP_STD,
     HourLlavaVideoMetadata,
+    Returning,
     VideoChunk,
     VideoSource,
-    open_video,
-    sample_frame_indices,
 )
 
 
@@ -107,10 +107,13 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
     straight to 384x384 with bicubic filtering (no aspect-ratio preservation, no crop), rescaled by 1/255 and
     normalised with SigLIP's mean = std = 0.5, as the released checkpoints saw them.
 
-    Videos can be paths, http(s) URLs, lists of PIL images or HxWx3 arrays, or THWC/TCHW arrays and tensors. Files are
-    decoded by `video_decoding` with PyAV (transformers' default loader needs torchcodec): frames are resized as they
-    are decoded, so a long video never sits in memory at full resolution. In-memory frames without `video_metadata`
-    are taken as already sampled at `fps` (frame `i` at `i / fps` seconds).
+    Videos can be paths, http(s) URLs, lists of frame files or URLs (a chat's `{"type": "video", "url": ["f0.jpg",
+    ...]}`, or `videos=[[["f0.jpg", ...]]]`: as in transformers, a sample's list of videos holds the list), lists of PIL
+    images or HxWx3 arrays, or THWC/TCHW arrays and tensors. Files are decoded by `video_decoding` with PyAV
+    (transformers' default loader needs torchcodec): frames are resized as they are decoded, so a long video never
+    sits in memory at full resolution. A file is opened as that file alone (no playlists or multi-file formats) and a
+    URL is downloaded once (see `media_access`). In-memory frames and frame files without `video_metadata` are taken
+    as already sampled at `fps` (frame `i` at `i / fps` seconds).
 
     Every option can be overridden per call, e.g. `processor(video, fps=2, max_frames=512, size=224)`. An explicit
     `num_frames` takes that many frames uniformly and overrides the default `fps`.
@@ -212,8 +215,9 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
 
     def iter_video_chunks(
         self, video, chunk_size: int = DEFAULT_CHUNK_SIZE, **kwargs: Unpack[HourLlavaVideoProcessorKwargs]
-    ) -> Iterator[VideoChunk]:
-        """Stream one video as `VideoChunk`s of `chunk_size` frames, with the same pixels `preprocess` returns.
+    ) -> Generator[VideoChunk, None, HourLlavaVideoMetadata]:
+        """Stream one video as `VideoChunk`s of `chunk_size` frames, with the same pixels `preprocess` returns; the
+        generator returns the metadata of the decoded frames (keep it with `video_source.Returning`).
 
         For hour-long videos: one chunk of float pixels is alive at a time (the full `pixel_values_videos` of an hour
         at 384x384 is 6.4 GB of float32), so the model can build its memory chunk by chunk.
@@ -221,7 +225,7 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         options = self._resolve_options(kwargs)
         [video_metadata] = self._per_video_metadata(options.pop("video_metadata"), 1)
         source, indices = self._open_and_sample(video, video_metadata, options)
-        yield from source.iter_chunks(indices, chunk_size=chunk_size, **self._decoding_options(options))
+        return (yield from source.iter_chunks(indices, chunk_size=chunk_size, **self._decoding_options(options)))
 
     def encode_video(
         self,
@@ -238,18 +242,11 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         options = self._resolve_options(kwargs)
         [video_metadata] = self._per_video_metadata(options.pop("video_metadata"), 1)
         source, indices = self._open_and_sample(video, video_metadata, options)
-        decoded_indices, timestamps = [], []
-
-        def pixel_chunks() -> Iterator[torch.Tensor]:
-            for chunk in source.iter_chunks(indices, chunk_size=chunk_size, **self._decoding_options(options)):
-                decoded_indices.extend(chunk.frame_indices.tolist())
-                timestamps.extend(chunk.timestamps.tolist())
-                yield chunk.pixel_values
-
-        pooled_features = encode_chunks(pixel_chunks())
-        if not decoded_indices:
-            raise ValueError(f"No frame of {source.name} could be decoded.")
-        return EncodedVideo(pooled_features, source.metadata(decoded_indices, timestamps))
+        chunks = Returning(source.iter_chunks(indices, chunk_size=chunk_size, **self._decoding_options(options)))
+        pooled_features = encode_chunks(chunk.pixel_values for chunk in chunks)
+        if chunks.value is None:
+            raise ValueError(f"`encode_chunks` stopped before the last chunk of {source.name}; it must read them all.")
+        return EncodedVideo(pooled_features, chunks.value)
 
     def _select_encoded_frames(self, videos: list, options: dict) -> BatchFeature:
         """Encoded videos pass their pooled features through, sampled by the call's options over their frame times.
@@ -361,16 +358,13 @@ class HourLlavaVideoProcessor(BaseVideoProcessor):
         self, source: VideoSource, indices: np.ndarray, options: dict
     ) -> tuple[torch.Tensor, HourLlavaVideoMetadata]:
         """Decode chunk by chunk into one preallocated tensor: the full video never exists twice in memory."""
-        pixel_values, decoded_indices, timestamps = None, [], []
-        for chunk in source.iter_chunks(indices, **self._decoding_options(options)):
+        pixel_values, chunks = None, Returning(source.iter_chunks(indices, **self._decoding_options(options)))
+        for chunk in chunks:
             if pixel_values is None:
                 pixel_values = torch.empty((len(indices), *chunk.pixel_values.shape[1:]), dtype=torch.float32)
             pixel_values[chunk.start : chunk.start + len(chunk.pixel_values)] = chunk.pixel_values
-            decoded_indices += chunk.frame_indices.tolist()
-            timestamps += chunk.timestamps.tolist()
-        if pixel_values is None:
-            raise ValueError(f"No frame of {source.name} could be decoded.")
-        return pixel_values[: len(decoded_indices)], source.metadata(decoded_indices, timestamps)
+        metadata = chunks.value
+        return pixel_values[: metadata.num_frames], metadata
 
 
 def _select_frames(metadata, keep: np.ndarray):
