@@ -263,6 +263,14 @@ def test_page_keeps_serving_after_bad_input(tmp_path):
     assert len(answers) == 1 and chatbot[-1]["role"] == "assistant"
 
 
+def test_page_says_when_the_answer_is_empty(tmp_path):
+    chat = tiny_chat()
+    chat.generate_kwargs = {"do_sample": False, "logits_processor": [ScriptedAnswer(chat.processor.tokenizer, "")]}
+    *_, (chatbot, timings, _, answers, _, _) = run_question(ChatApp(chat), "q?", str(colour_video(tmp_path / "v.mp4")), [])
+    assert chatbot[-1]["content"] == "(the model gave an empty answer)"
+    assert "| 1 token in" in timings  # the end of the turn, alone
+
+
 def test_timings_table_escapes_questions():
     from hour_llava.app import Answer, AnswerTimings, VideoTiming
 

@@ -9,7 +9,7 @@
 """
 
 from .chat import Answer, AnswerTimings, ChatVideo, Turn, VideoChat, VideoInputError, VideoTiming
-from .demo_model import DEFAULT_DEMO_DIR, Example, NoModelError, demo_examples, demo_model_dir
+from .demo_model import DEFAULT_DEMO_DIR, Example, NoModelError, demo_examples, demo_model_dir, model_and_examples
 from .timeline import AttentionTimeline, render_timeline
 
 
@@ -27,5 +27,6 @@ __all__ = [
     "VideoTiming",
     "demo_examples",
     "demo_model_dir",
+    "model_and_examples",
     "render_timeline",
 ]

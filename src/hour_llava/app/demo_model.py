@@ -55,6 +55,13 @@ def demo_examples(demo_dir: str | Path, limit: int = 4) -> list[Example]:
     return examples
 
 
+def model_and_examples(model: str | None = None, demo_dir: str | Path = DEFAULT_DEMO_DIR) -> tuple[str, list[Example]]:
+    """`model`, or the demo's model when None, with the demo's examples when the model sits in a demo run's folder."""
+    model = model or str(demo_model_dir(demo_dir))
+    path = Path(model)
+    return model, demo_examples(path.parent) if path.is_dir() else []
+
+
 def preferred_first(samples: list[dict]) -> list[dict]:
     return sorted(samples, key=lambda sample: (sample.get("task") != EXAMPLE_TASK, sample["video"]))
 
@@ -63,4 +70,4 @@ def first_question(sample: dict) -> str:
     return sample["conversations"][0]["value"].replace("<image>", "").strip()
 
 
-__all__ = ["DEFAULT_DEMO_DIR", "Example", "NoModelError", "demo_examples", "demo_model_dir"]
+__all__ = ["DEFAULT_DEMO_DIR", "Example", "NoModelError", "demo_examples", "demo_model_dir", "model_and_examples"]

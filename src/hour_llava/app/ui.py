@@ -79,7 +79,7 @@ class ChatApp:
                     yield chat_messages(shown), gr.skip(), gr.skip(), answers, "", gr.skip()
                     continue
                 plot = attention_plot(answer, len(shown))
-                finished = answers + [Answer(answer.question, answer.text, answer.timings)]
+                finished = answers + [Answer(answer.question, answer.text, answer.timings, done=True)]
                 yield chat_messages(shown), timings_table(finished), plot, finished, "", status_line(answer)
         except VideoInputError as error:
             yield gr.skip(), gr.skip(), gr.skip(), answers, gr.skip(), warning(str(error))
@@ -95,11 +95,13 @@ def warning(message: str) -> str:
 
 
 def chat_messages(answers: Sequence[Answer]) -> list[dict]:
-    """The chatbot's messages; an answer still waiting for its first token shows an ellipsis."""
+    """The chatbot's messages; an answer still waiting for its first words shows an ellipsis, an answer that ended
+    without any (the model closed its turn at once) says so."""
     messages = []
     for answer in answers:
+        shown = answer.text.strip() or ("(the model gave an empty answer)" if answer.done else "…")
         messages.append({"role": "user", "content": answer.question})
-        messages.append({"role": "assistant", "content": answer.text or "…"})
+        messages.append({"role": "assistant", "content": shown})
     return messages
 
 
@@ -112,7 +114,8 @@ def video_cell(timings: AnswerTimings) -> str:
 
 def answer_cell(timings: AnswerTimings) -> str:
     first = f", first after {seconds(timings.first_token_seconds)}" if timings.first_token_seconds is not None else ""
-    return f"{timings.num_tokens} tokens in {seconds(timings.answer_seconds)}{first}"
+    tokens = "1 token" if timings.num_tokens == 1 else f"{timings.num_tokens} tokens"
+    return f"{tokens} in {seconds(timings.answer_seconds)}{first}"
 
 
 def timings_table(answers: Sequence[Answer]) -> str:
@@ -189,7 +192,7 @@ def build_app(chat: VideoChat, examples: Sequence[Example] = (), model_name: str
             gr.Examples(
                 examples=[[str(example.video), example.question] for example in examples],
                 inputs=[video, question],
-                label="Held-out videos of `hour-llava demo`",
+                label="Held-out videos of the demo run",
             )
         plot = gr.Image(
             label="Where MemAug looked (last answer)", elem_id="attention-plot", type="pil", interactive=False

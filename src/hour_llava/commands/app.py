@@ -3,7 +3,6 @@
 
 import argparse
 import sys
-from pathlib import Path
 
 
 HELP = (
@@ -34,17 +33,17 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(f"hour-llava app: {error}. Install the app's extra: pip install 'hour-llava[app]'", file=sys.stderr)
         return 1
-    from ..app import NoModelError, VideoChat, demo_examples, demo_model_dir
+    import torch
+
+    from ..app import NoModelError, VideoChat, model_and_examples
     from .ask import check_model
 
     try:
-        model = args.model or str(demo_model_dir())
+        model, examples = model_and_examples(args.model)
         check_model(model)
     except (NoModelError, ValueError) as error:
         print(f"hour-llava app: {error}", file=sys.stderr)
         return 1
-    examples = demo_examples(Path(model).parent) if Path(model).is_dir() else []
-    import torch
 
     try:
         chat = VideoChat.from_pretrained(
