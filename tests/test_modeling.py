@@ -12,7 +12,7 @@ from transformers import (
     AutoModelForMultimodalLM,
 )
 
-from hour_llava import HourLlavaConfig, HourLlavaForConditionalGeneration, HourLlavaModel
+from hour_llava import HourLlavaConfig, HourLlavaForConditionalGeneration, HourLlavaModel, HourLlavaVideoOutput
 from hour_llava.tiny import tiny_model as build_tiny_model
 
 
@@ -386,3 +386,189 @@ def test_config_defaults_follow_the_released_checkpoints():
     assert config.num_video_tokens(3600) == 8704
     restored = HourLlavaConfig.from_dict(config.to_dict())
     assert restored.memaug_rope_theta == config.memaug_rope_theta
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# get_video_features and video_outputs, as transformers' API has them
+# ----------------------------------------------------------------------------------------------------------------------
+def test_get_video_features_returns_the_vision_towers_hidden_states_and_attentions(tiny_model):
+    tiny_model.set_attn_implementation("eager")
+    pixels = torch.randn(7, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    tower = tiny_model.model.vision_tower
+    with torch.no_grad():
+        expected = tower(pixels, output_hidden_states=True, output_attentions=True)
+        chunked = tiny_model.get_video_features(
+            pixels, vision_chunk_size=3, output_hidden_states=True, output_attentions=True
+        )
+        plain = tiny_model.get_video_features(pixels)
+    num_layers = tiny_model.config.vision_config.num_hidden_layers
+    assert len(chunked.hidden_states) == num_layers + 1 and len(chunked.attentions) == num_layers
+    for ours, theirs in zip(chunked.hidden_states + chunked.attentions, expected.hidden_states + expected.attentions):
+        torch.testing.assert_close(ours, theirs)  # every frame, chunks joined in order
+    assert chunked.attentions[0].shape == (7, 2, 64, 64)
+    assert plain.hidden_states is None and plain.attentions is None
+    torch.testing.assert_close(chunked.last_hidden_state, plain.last_hidden_state)
+
+
+def test_get_video_features_returns_a_tuple_without_return_dict(tiny_model):
+    pixels = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        as_tuple = tiny_model.get_video_features(pixels, return_dict=False)
+        as_output = tiny_model.model.get_video_features(pixels)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+    torch.testing.assert_close(as_tuple[0], as_output.last_hidden_state)
+    torch.testing.assert_close(as_tuple[1], as_output.pooler_output)
+    with torch.no_grad():
+        five_d = tiny_model.get_video_features(pixels.view(2, 2, 3, 32, 32))
+    torch.testing.assert_close(five_d.pooler_output, as_output.pooler_output)
+
+
+def test_forward_video_outputs_carry_the_vision_towers_outputs(tokenizer, tiny_model, batch):
+    tiny_model.set_attn_implementation("eager")
+    with torch.no_grad():
+        outputs = tiny_model(**batch, output_hidden_states=True, output_attentions=True)
+        tower = tiny_model.model.vision_tower(batch["pixel_values_videos"], output_attentions=True)
+    video_outputs = outputs.video_outputs
+    assert isinstance(video_outputs, HourLlavaVideoOutput)
+    assert len(video_outputs.hidden_states) == tiny_model.config.vision_config.num_hidden_layers + 1
+    torch.testing.assert_close(video_outputs.attentions[-1], tower.attentions[-1])
+    assert len(outputs.attentions) == tiny_model.config.text_config.num_hidden_layers  # the language model's
+
+
+def test_forward_returns_a_tuple_without_return_dict(tiny_model, batch):
+    with torch.no_grad():
+        as_tuple = tiny_model(**batch, return_dict=False)
+        as_output = tiny_model(**batch)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], as_output.logits)
+
+
+def test_forward_kwargs_are_typed_as_transformers_kwargs():
+    import inspect
+
+    from transformers.utils import TransformersKwargs
+
+    for cls in (HourLlavaModel, HourLlavaForConditionalGeneration):
+        for method in (cls.forward, cls.get_video_features):
+            annotation = inspect.signature(method).parameters["kwargs"].annotation
+            assert TransformersKwargs in getattr(annotation, "__args__", ()), (cls.__name__, method.__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# What forgetting kept and where MemAug looked
+# ----------------------------------------------------------------------------------------------------------------------
+def test_video_outputs_report_the_frames_forgetting_kept(tiny_model, batch):
+    """20 frames (above min_video_frames=16) and 70 frames; and a 6-frame video that is upsampled first."""
+    with torch.no_grad():
+        outputs = tiny_model(**batch)
+    kept = outputs.video_outputs.kept_frame_indices
+    config = tiny_model.config
+    assert [k.tolist() for k in kept] == [config.kept_frame_indices(20), config.kept_frame_indices(70)]
+    assert kept[0].tolist() == [0, 4, 9, 14, 19] and len(kept[1]) == 70 // 4
+    # the video rows the language model gets are exactly those frames' tokens
+    pixels = batch["pixel_values_videos"][:20]
+    with torch.no_grad():
+        frame_tokens = tiny_model.model.get_video_features(pixels).pooler_output
+    spatial = [0, 2, 8, 10]  # the uniform [::2, ::2] grid of 4x4 tokens
+    for position, frame in enumerate(kept[0].tolist()):
+        memory = tiny_model.model.build_video_memory(frame_tokens)
+        torch.testing.assert_close(memory.decayed[position * 5 : position * 5 + 4], frame_tokens[frame, spatial])
+
+
+def test_kept_frames_of_an_upsampled_video_are_its_own_frames(tokenizer, tiny_model):
+    ids, pixels = video_sample(tokenizer, tiny_model.config, 6)
+    with torch.no_grad():
+        outputs = tiny_model(input_ids=torch.tensor([ids]), pixel_values_videos=pixels)
+    kept = outputs.video_outputs.kept_frame_indices[0]
+    assert kept.tolist() == tiny_model.config.kept_frame_indices(6) == [0, 1, 3, 5]  # 4 of 16 upsampled frames
+
+
+def captured_cross_attention(model, inputs: dict) -> list[torch.Tensor]:
+    """Each MemAug block's cross-attention weights, read with forward hooks (independently of the model's report)."""
+    captured = []
+    hooks = [
+        layer.cross_attn.register_forward_hook(lambda module, args, output: captured.append(output[1]))
+        for layer in model.model.memory_augmentation.layers
+    ]
+    try:
+        with torch.no_grad():
+            outputs = model(**inputs, output_attentions=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return captured, outputs
+
+
+@pytest.mark.parametrize("num_frames", [6, 20])
+def test_memory_attention_is_memaugs_cross_attention_per_decoded_frame(tokenizer, tiny_model, num_frames):
+    tiny_model.set_attn_implementation("eager")
+    config = tiny_model.config
+    ids, pixels = video_sample(tokenizer, config, num_frames)
+    inputs = {"input_ids": torch.tensor([ids]), "pixel_values_videos": pixels}
+    captured, outputs = captured_cross_attention(tiny_model, inputs)
+    [attention] = outputs.video_outputs.memory_attention
+    assert attention.shape == (num_frames,)
+    torch.testing.assert_close(attention.sum(), torch.tensor(1.0))
+
+    # by hand: the decayed-video query rows (after the text before the video), averaged, summed per memory frame,
+    # then upsampled copies added onto the frame they copy
+    num_before = ids.index(config.video_token_id)
+    num_video = config.num_video_tokens(num_frames)
+    rows = torch.stack([w[0, :, num_before : num_before + num_video] for w in captured]).float().mean(dim=(0, 1, 2))
+    per_memory_frame = rows.view(-1, config.memory_tokens_per_frame).sum(-1)
+    source = torch.linspace(0, num_frames - 1, max(num_frames, config.min_video_frames)).long()
+    if num_frames >= config.min_video_frames:
+        source = torch.arange(num_frames)
+    expected = torch.zeros(num_frames).index_add_(0, source, per_memory_frame)
+    torch.testing.assert_close(attention, expected)
+
+
+def test_memory_attention_only_when_asked_for(tiny_model, batch):
+    with torch.no_grad():
+        outputs = tiny_model(**batch)
+    assert outputs.video_outputs.memory_attention is None
+    tiny_model.set_attn_implementation("eager")
+    with torch.no_grad():
+        outputs = tiny_model(**batch, output_attentions=True)
+    assert [a.shape for a in outputs.video_outputs.memory_attention] == [(20,), (70,)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Initialisation of weights a checkpoint lacks
+# ----------------------------------------------------------------------------------------------------------------------
+def test_missing_vision_tower_weights_get_siglips_own_init(tiny_model, tmp_path):
+    """As `SiglipVisionModel` initialised alone from the same seed: xavier attention/MLP, lecun patch embedding."""
+    from safetensors.torch import save_file
+    from transformers import SiglipVisionModel
+    from transformers import initialization as init
+
+    tiny_model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if ".vision_tower." not in k}, tmp_path / "model.safetensors",
+              metadata={"format": "pt"})
+    torch.manual_seed(3)
+    loaded = HourLlavaForConditionalGeneration.from_pretrained(tmp_path).model.vision_tower.state_dict()
+
+    with init.no_init_weights():  # construct without drawing, then draw exactly as loading does
+        alone = SiglipVisionModel(tiny_model.config.vision_config)
+    torch.manual_seed(3)
+    alone.initialize_weights()
+    expected = alone.state_dict()
+    different = [key for key, value in loaded.items() if not torch.equal(value, expected[key])]
+    assert not different
+    # and the loaded weights that were in the checkpoint are untouched
+    reloaded = HourLlavaForConditionalGeneration.from_pretrained(tmp_path)
+    torch.testing.assert_close(reloaded.lm_head.weight, tiny_model.lm_head.weight)
+
+
+def test_sub_configs_are_built_as_older_transformers_need():
+    """transformers 5.16-5.19 (vLLM's pins) lack `SubConfigSpec`; the config then builds its sub-configs itself.
+
+    The same code path runs here on a config whose sub-configs were reset to what 5.19 hands `__post_init__`.
+    (Checked by hand against the transformers 5.19.0 wheel: defaults, dicts, save and reload, validation.)
+    """
+    config = HourLlavaConfig(vision_config={"num_hidden_layers": 1})
+    config.vision_config, config.text_config = None, {"model_type": "qwen2", "hidden_size": 64, "num_attention_heads": 4}
+    config._build_sub_configs()
+    assert type(config.vision_config).__name__ == "SiglipVisionConfig" and config.vision_config.image_size == 384
+    assert type(config.text_config).__name__ == "Qwen2Config" and config.text_config.hidden_size == 64

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from transformers import pipeline
+from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
 
 from hour_llava import HourLlavaProcessor
 from hour_llava.pipelines import TASK, VideoTextToTextPipeline
@@ -227,6 +227,17 @@ def test_only_hour_llava_models_are_accepted(pipe, tokenizer):
                                          num_attention_heads=2, num_key_value_heads=1, vocab_size=len(tokenizer)))
     with pytest.raises(ValueError, match="runs Hour-LLaVA checkpoints.*'qwen2' checkpoint"):
         VideoTextToTextPipeline(model=other, processor=pipe.processor)
+
+
+def test_a_video_token_id_the_tokenizer_does_not_have_is_named_at_load(checkpoint, tokenizer, tmp_path):
+    """A config.json whose video_token_id is another token: refused when the pipeline loads, naming both."""
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint)
+    model.config.video_token_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    with pytest.raises(ValueError, match=r"video_token_id=\d+ is '<\|im_start\|>' in the tokenizer.*'<video>' has id"):
+        pipeline(TASK, model=model, processor=AutoProcessor.from_pretrained(checkpoint))
+    model.config.video_token_id = len(tokenizer) + 5  # not in the tokenizer at all
+    with pytest.raises(ValueError, match=r"video_token_id=\d+ is not in the tokenizer"):
+        pipeline(TASK, model=model, processor=AutoProcessor.from_pretrained(checkpoint))
 
 
 def run_cli(*arguments, timeout=300):

@@ -25,3 +25,14 @@ def test_corpus_trained_tokenizer_is_shorter_and_saves(tmp_path):
     text = f"<|im_start|>user\n{VIDEO_TOKEN}{sentence} cyan<|im_end|>"
     assert reloaded(text)["input_ids"] == trained(text)["input_ids"]
     assert reloaded.decode(trained(text)["input_ids"]) == text
+
+
+def test_conversion_takes_the_video_token_from_the_processor_not_the_test_fixtures():
+    import subprocess
+    import sys
+
+    from hour_llava.processing import VIDEO_TOKEN as processor_video_token
+
+    code = "import sys, hour_llava.conversion.convert as c; print('hour_llava.tiny' in sys.modules, c.VIDEO_TOKEN)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", processor_video_token] and VIDEO_TOKEN == processor_video_token

@@ -15,6 +15,7 @@ from .modeling import (
     HourLlavaMemoryAugmentation,
     HourLlavaModel,
     HourLlavaPreTrainedModel,
+    HourLlavaVideoOutput,
 )
 from .pipelines import VideoTextToTextPipeline, register_pipeline
 from .processing import HourLlavaProcessor, HourLlavaVideoProcessor
@@ -50,6 +51,7 @@ __all__ = [
     "HourLlavaModel",
     "HourLlavaPreTrainedModel",
     "HourLlavaProcessor",
+    "HourLlavaVideoOutput",
     "HourLlavaVideoProcessor",
     "VideoTextToTextPipeline",
 ]

@@ -1,25 +1,24 @@
 # Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
 """A video to its pooled vision features: the one path shared by the pipeline (on a cache miss) and the feature cache.
 
-It lives outside `modeling/` and `processing/` because it joins the two, which remote code keeps apart.
+It lives outside `modeling/` and `processing/` because it joins the two, which remote code keeps apart. Like
+`video_cache.py`, it imports no sibling: a saved pipeline copies `pipelines.py` and the files it imports next to the
+checkpoint, and a package import would not resolve there.
 """
 
 from typing import Any
 
 import torch
 
-from .processing import EncodedVideo, HourLlavaVideoProcessor
 
-
-def encode_video(
-    video: Any, video_processor: HourLlavaVideoProcessor, model, chunk_size: int | None = None, **decoding
-) -> EncodedVideo:
+def encode_video(video: Any, video_processor, model, chunk_size: int | None = None, **decoding):
     """Decode `video` and stream it through `model`'s vision tower, `chunk_size` frames at a time.
 
     Only one chunk of pixels exists at a time, whatever the video's length (an hour of 384x384 float frames is
     6.4 GB). The chunks hold exactly the pixels `processor(videos=...)` returns and the tower sees the same batches
     (`vision_chunk_size` by default), so the features equal `model.get_video_features(pixels).last_hidden_state`.
-    The result holds those features, on the model's device and in its dtype, and the decoded frames' metadata.
+    Returns an `EncodedVideo`: those features, on the model's device and in its dtype, and the decoded frames'
+    metadata.
 
     Args:
         video: anything the video processor decodes (a path, a URL, frames).

@@ -2,7 +2,12 @@
 
 from .configuration_hour_llava import HourLlavaConfig
 from .memory_augmentation import HourLlavaMemoryAugmentation
-from .modeling_hour_llava import HourLlavaForConditionalGeneration, HourLlavaModel, HourLlavaPreTrainedModel
+from .modeling_hour_llava import (
+    HourLlavaForConditionalGeneration,
+    HourLlavaModel,
+    HourLlavaPreTrainedModel,
+    HourLlavaVideoOutput,
+)
 
 
 __all__ = [
@@ -11,4 +16,5 @@ __all__ = [
     "HourLlavaMemoryAugmentation",
     "HourLlavaModel",
     "HourLlavaPreTrainedModel",
+    "HourLlavaVideoOutput",
 ]

@@ -6,7 +6,12 @@ and siblings of this folder.
 """
 
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+
+
+try:  # transformers >= 5.20 builds sub-configs from declared defaults
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:  # 5.16-5.19 (vLLM pins): the config builds them itself in `__post_init__`
+    SubConfigSpec = None
 
 from .memory import kept_source_frames
 
@@ -35,6 +40,12 @@ QWEN2_7B_SHAPE = {
     "rms_norm_eps": 1e-6,
     "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
     "tie_word_embeddings": False,
+}
+
+# Sub-config -> (model type, defaults when the sub-config is not given).
+SUB_CONFIG_DEFAULTS = {
+    "vision_config": ("siglip_vision_model", SIGLIP_SO400M_VIDEO_TOWER),
+    "text_config": ("qwen2", QWEN2_7B_SHAPE),
 }
 
 SPATIAL_SAMPLING_TYPES = ("random", "uniform")
@@ -123,12 +134,13 @@ class HourLlavaConfig(PreTrainedConfig):
     """
 
     model_type = "hour_llava"
-    sub_configs_defaults = {
-        "vision_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="siglip_vision_model", init_kwargs=SIGLIP_SO400M_VIDEO_TOWER
-        ),
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2", init_kwargs=QWEN2_7B_SHAPE),
-    }
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {
+            key: SubConfigSpec(config_class=AutoConfig, model_type=model_type, init_kwargs=defaults)
+            for key, (model_type, defaults) in SUB_CONFIG_DEFAULTS.items()
+        }
+    else:
+        sub_configs = dict.fromkeys(SUB_CONFIG_DEFAULTS, AutoConfig)
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
@@ -154,6 +166,8 @@ class HourLlavaConfig(PreTrainedConfig):
     use_cache: bool = True
 
     def __post_init__(self, **kwargs):
+        if SubConfigSpec is None:
+            self._build_sub_configs()
         super().__post_init__(**kwargs)
         text = self.text_config
         if self.memaug_num_attention_heads is None:
@@ -168,6 +182,17 @@ class HourLlavaConfig(PreTrainedConfig):
         if not self.tie_word_embeddings and getattr(text, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
         self.validate_hour_llava()
+
+    def _build_sub_configs(self) -> None:
+        """What transformers >= 5.20 does from `sub_configs_defaults`: defaults when absent, a config from a dict."""
+        for key, (model_type, defaults) in SUB_CONFIG_DEFAULTS.items():
+            value = getattr(self, key)
+            if value is None:
+                value = AutoConfig.for_model(model_type, **defaults)
+            elif isinstance(value, dict):
+                value = dict(value)
+                value = AutoConfig.for_model(value.pop("model_type", model_type), **value)
+            setattr(self, key, value)
 
     def validate_hour_llava(self) -> None:
         """Raise a `ValueError` naming the field and its value for any inconsistent setting."""
