@@ -7,6 +7,7 @@ import sys
 
 # name -> module defining `HELP: str`, `add_arguments(parser)` and `run(args) -> int`
 SUBCOMMANDS = {
+    "app": "hour_llava.commands.app",
     "ask": "hour_llava.commands.ask",
     "convert": "hour_llava.commands.convert",
     "demo": "hour_llava.commands.demo",
