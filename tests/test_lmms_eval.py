@@ -234,3 +234,80 @@ def test_nan_free_throughput_when_nothing_was_generated(lmms_model):
     [metrics] = get_logged_metrics_history()
     assert metrics["failed_requests"] == 1 and "ttft" not in metrics
     assert all(not (isinstance(value, float) and math.isnan(value)) for value in metrics.values())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# `hour-llava demo`'s held-out questions as an lmms-eval task
+# ----------------------------------------------------------------------------------------------------------------------
+def small_demo_settings():
+    from hour_llava.demo import DemoSettings
+    from hour_llava.demo.synthetic import SplitSpec
+
+    return DemoSettings(
+        short_train=SplitSpec("train_short", 1, 8, 8),
+        long_train=SplitSpec("train_long", 1, 16, 16),
+        held_out=SplitSpec("test", 3, 128, 150),
+    )
+
+
+def test_demo_task_scores_exactly_as_the_demo(tmp_path):
+    """The demo's own evaluation (pipeline, batches of `eval_batch_size` per video) and lmms-eval on the written task
+    folder, with the same (untrained) model and questions: the same answers and the demo table's accuracies."""
+    from hour_llava.demo.experiment import MODEL_VARIANTS, build_model, demo_processor, demo_tokenizer, evaluate, make_data
+    from hour_llava.demo.report import COLUMNS, accuracy
+    from hour_llava.evaluation.demo_task import DEMO_TASK, metric_name, write_demo_task
+
+    settings = small_demo_settings()
+    data = make_data(settings, seed=0, data_dir=tmp_path / "data")
+    tokenizer = demo_tokenizer()
+    model = build_model(tokenizer, MODEL_VARIANTS[0], seed=0)
+    processor = demo_processor(model.config, tokenizer, settings)
+    records = evaluate(model, processor, data, settings, model.config)
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    folder = write_demo_task(tmp_path / "task", data.eval_samples, records, data.video_root)
+
+    arguments = [
+        "--model", "hour_llava",
+        "--model_args", model_args(tmp_path / "model"),
+        "--tasks", DEMO_TASK,
+        "--include_path", str(folder),
+        "--batch_size", str(settings.eval_batch_size),
+        "--log_samples",
+    ]
+    run = run_lmms_eval(arguments, tmp_path / "out", lmms_eval_env(tmp_path))
+    assert run.results is not None, run.output[-5000:]
+    assert run.responses(DEMO_TASK) == [record["prediction"] for record in records]
+    results = run.results["results"][DEMO_TASK]
+    assert results["accuracy,none"] == pytest.approx(100 * sum(r["correct"] for r in records) / len(records))
+    for column in COLUMNS:
+        expected = 100 * accuracy(records, column)[0]
+        assert results[f"{metric_name(column)},none"] == pytest.approx(expected, nan_ok=True), column
+
+
+def test_demo_scoring_equals_the_demos_table_on_mixed_answers(tmp_path):
+    """Half the answers right, in every column: the task's per-question scores aggregate to the demo's accuracies."""
+    import json
+    import random
+
+    from hour_llava.demo import synthetic
+    from hour_llava.demo.experiment import score
+    from hour_llava.demo.report import COLUMNS, accuracy
+    from hour_llava.evaluation.demo_task import mean_percent, metric_name, process_results, write_demo_task
+    from hour_llava.tiny import tiny_config
+
+    config = tiny_config(vocab_size=300, video_token_id=299)
+    rng = random.Random(0)
+    samples = synthetic.evaluation_samples(synthetic.make_videos(synthetic.SplitSpec("test", 24, 128, 300), rng))
+    predictions = [
+        (sample["conversations"][1]["value"] + " then more") if index % 2 else "purple-ish"
+        for index, sample in enumerate(samples)
+    ]
+    records = [score(sample, prediction, config, config) for sample, prediction in zip(samples, predictions)]
+    folder = write_demo_task(tmp_path / "task", samples, records, tmp_path / "videos")
+    docs = [json.loads(line) for line in (folder / "docs.jsonl").read_text().splitlines()]
+    scores = [process_results(doc, [prediction]) for doc, prediction in zip(docs, predictions)]
+    for column in COLUMNS:
+        expected, count = accuracy(records, column)
+        assert count > 0 and 0 < expected < 1, column  # a column with right and wrong answers
+        assert mean_percent([s[metric_name(column)] for s in scores]) == pytest.approx(100 * expected), column
