@@ -201,6 +201,16 @@ def test_max_new_tokens_argument_replaces_the_tasks(lmms_model, task_folder):
     assert answer.token_counts.output_tokens == 1
 
 
+def test_generation_kwargs_of_tasks(lmms_model):
+    # Video-MME's: greedy, so its temperature/top_p do not reach `generate`; `until` is lmms-eval's, not generate's.
+    videomme = {"max_new_tokens": 16, "temperature": 0, "top_p": 1.0, "num_beams": 1, "do_sample": False,
+                "until": ["\n\n"], "min_new_tokens": 2}
+    assert lmms_model.generate_kwargs(videomme) == {"max_new_tokens": 16, "do_sample": False, "num_beams": 1,
+                                                    "min_new_tokens": 2}
+    sampled = lmms_model.generate_kwargs({"temperature": 0.7, "top_p": 0.9})
+    assert sampled == {"temperature": 0.7, "top_p": 0.9, "do_sample": True, "num_beams": 1, "max_new_tokens": 128}
+
+
 @pytest.mark.parametrize(
     ("arguments", "error", "message"),
     [

@@ -33,7 +33,7 @@ from lmms_eval.models.model_utils.gen_metrics import log_metrics
 from lmms_eval.protocol import ChatMessages
 from loguru import logger as eval_logger
 from tqdm.auto import tqdm
-from transformers import pipeline
+from transformers import GenerationConfig, pipeline
 from transformers.generation.streamers import BaseStreamer
 
 from ..pipelines import TASK
@@ -44,6 +44,8 @@ from . import MODEL_ID
 DEFAULT_MAX_NEW_TOKENS = 128
 # Requests are answered video by video, so the cache only ever needs the video being answered.
 DEFAULT_MAX_CACHED_VIDEOS = 1
+GENERATION_FIELDS = frozenset(name for name in vars(GenerationConfig()) if not name.startswith("_"))
+SAMPLING_FIELDS = frozenset({"temperature", "top_p", "top_k", "min_p", "typical_p"})
 
 
 @dataclass
@@ -134,7 +136,7 @@ class HourLlavaLmms(lmms):
         max_new_tokens: int | str | None = None,
         max_cached_videos: int | str = DEFAULT_MAX_CACHED_VIDEOS,
         batch_size: int | str = 1,
-        max_batch_size: int | None = None,
+        max_batch_size: int | None = None,  # lmms-eval passes `--max_batch_size` (for `--batch_size auto`): unused
         **kwargs,
     ):
         super().__init__()
@@ -162,10 +164,11 @@ class HourLlavaLmms(lmms):
             pipeline_kwargs["dtype"] = str(dtype)
         if attn_implementation is not None and str(attn_implementation).lower() != "none":
             pipeline_kwargs["model_kwargs"] = {"attn_implementation": str(attn_implementation)}
+        cached_videos = optional_number(max_cached_videos, "max_cached_videos", int, minimum=0)
         self.pipe = pipeline(
             TASK,
             model=str(pretrained),
-            max_cached_videos=optional_number(max_cached_videos, "max_cached_videos", int, minimum=0),
+            max_cached_videos=DEFAULT_MAX_CACHED_VIDEOS if cached_videos is None else cached_videos,
             max_cache_bytes=None,  # bounded by the count: videos are answered one after another
             **pipeline_kwargs,
         )
@@ -245,22 +248,30 @@ class HourLlavaLmms(lmms):
         item.chat = messages
         item.video = video_of(messages, item.name)
         item.generate_kwargs = self.generate_kwargs(gen_kwargs)
-        item.stop_strings = tuple(stop for stop in (gen_kwargs.get("until") or ()) if stop)
+        until = gen_kwargs.get("until") or ()
+        item.stop_strings = tuple(stop for stop in ([until] if isinstance(until, str) else until) if stop)
         return item
 
     def generate_kwargs(self, gen_kwargs: dict) -> dict:
-        """`generate` arguments from a task's `generation_kwargs`: greedy unless the task asks for sampling."""
+        """`generate` arguments from a task's `generation_kwargs`: greedy unless the task asks for sampling.
+
+        Keys that are `GenerationConfig` fields pass through (sampling ones only when sampling); others, such as
+        `until`, are lmms-eval's.
+        """
         temperature = float(gen_kwargs.get("temperature") or 0)
         do_sample = bool(gen_kwargs.get("do_sample")) or temperature > 0
         kwargs = {
-            "max_new_tokens": self.max_new_tokens or int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS),
-            "do_sample": do_sample,
-            "num_beams": int(gen_kwargs.get("num_beams") or 1),
+            name: value
+            for name, value in gen_kwargs.items()
+            if name in GENERATION_FIELDS and (do_sample or name not in SAMPLING_FIELDS)
         }
+        kwargs.update(
+            max_new_tokens=self.max_new_tokens or int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS),
+            do_sample=do_sample,
+            num_beams=int(gen_kwargs.get("num_beams") or 1),
+        )
         if do_sample:
             kwargs["temperature"] = temperature or 1.0
-            if gen_kwargs.get("top_p") is not None:
-                kwargs["top_p"] = float(gen_kwargs["top_p"])
         return kwargs
 
     def answerable_batches(self, group: list[PreparedRequest], statistics: RunStatistics):
