@@ -128,6 +128,9 @@ def test_miniature_demo_end_to_end(tmp_path):
     assert check["id"] == next(s["id"] for s in test_questions if s["task"] == "needle")
     # The saved processor keeps the demo's prompt: no time instruction, as in training.
     assert AutoProcessor.from_pretrained(tmp_path / "hour-llava-demo").add_time_instruction is False
+    # ... and its held-out questions are an lmms-eval task folder (tests/test_lmms_eval.py runs one through lmms-eval)
+    task_docs = (tmp_path / "lmms-eval-task" / "docs.jsonl").read_text().splitlines()
+    assert [json.loads(doc)["id"] for doc in task_docs] == [s["id"] for s in test_questions]
     if result["timeline"] is not None:  # both test videos' flashes may have been kept
         attention = np.array(result["timeline"]["attention"])
         assert len(attention) == next(s["seconds"] for s in test_questions if s["id"] == result["timeline"]["id"])

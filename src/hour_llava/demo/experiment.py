@@ -342,6 +342,11 @@ def run_seed(settings: DemoSettings, seed: int, output_dir: Path, keep_model: bo
             result.timeline, result.flash_attention = memaug_attention_on_dropped_flashes(model, model_processor, data)
             step("saving the trained Hour-LLaVA, reloading it with AutoModelForImageTextToText and AutoProcessor")
             result.reload_check = reload_check(model, model_processor, data, output_dir / "hour-llava-demo")
+            from ..evaluation.demo_task import write_demo_task  # it imports this module: not at the top
+
+            task_folder = output_dir / "lmms-eval-task"
+            step(f"writing the held-out questions as an lmms-eval task: {task_folder}")
+            write_demo_task(task_folder, data.eval_samples, result.records[variant.name], data.video_root)
     return result
 
 
