@@ -7,6 +7,7 @@ the lazy `"module:Class"` form, so nothing heavy is imported until vLLM builds t
 """
 
 MODEL_ARCHITECTURE = "HourLlavaForConditionalGeneration"
+VIDEO_LOADER = "hour_llava"
 
 
 def register() -> None:
@@ -18,3 +19,20 @@ def register() -> None:
     AutoConfig.register(HourLlavaVllmConfig.model_type, HourLlavaVllmConfig, exist_ok=True)
     if MODEL_ARCHITECTURE not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model(MODEL_ARCHITECTURE, "hour_llava.vllm.model:HourLlavaForConditionalGeneration")
+    register_video_loader()
+
+
+def register_video_loader() -> None:
+    """Make the OpenAI server hand Hour-LLaVA the fetched video's bytes instead of 32 decoded frames.
+
+    vLLM picks a model's video loader by its video processor's class name, which it looks up from the checkpoint's
+    `model_type` in transformers' video-processor table when no `video_preprocessor_config.json` names it. Our
+    checkpoints keep the video processor inside `processor_config.json`, so the table gets an `hour_llava` entry.
+    """
+    from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING_NAMES
+    from vllm.multimodal.video import VIDEO_LOADER_REGISTRY
+
+    from .processing import EncodedVideoLoader
+
+    VIDEO_LOADER_REGISTRY.register(VIDEO_LOADER, video_processor="HourLlavaVideoProcessor")(EncodedVideoLoader)
+    VIDEO_PROCESSOR_MAPPING_NAMES.setdefault("hour_llava", {"torchvision": "HourLlavaVideoProcessor"})

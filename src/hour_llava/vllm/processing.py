@@ -19,18 +19,21 @@ the processor kwargs, so the hash covers video and question together: two questi
 embeddings, and the same question about the same video is a cache hit.
 """
 
+import io
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 from transformers import BatchFeature
 from vllm.multimodal.inputs import MultiModalFieldConfig, MultiModalKwargsItems
 from vllm.multimodal.media import MediaWithBytes
 from vllm.multimodal.parse import MultiModalDataItems, MultiModalDataParser, VideoProcessorItems
+from vllm.multimodal.video import VideoLoader
 from vllm.multimodal.processing import (
     BaseDummyInputsBuilder,
     BaseMultiModalProcessor,
@@ -50,6 +53,26 @@ from .configuration import HourLlavaVllmConfig
 PROMPT_IDS_KWARG = "hour_llava_prompt_ids"
 # Frames the profiling run feeds the model: an hour of video at 1 FPS, the largest input Hour-LLaVA is made for.
 PROFILE_NUM_FRAMES = 3600
+
+
+class EncodedVideoLoader(VideoLoader):
+    """vLLM's video loader for Hour-LLaVA (registered as `"hour_llava"` for `HourLlavaVideoProcessor`).
+
+    The OpenAI server fetches a `video_url` and hands the bytes to the model's loader. vLLM's loaders decode a fixed
+    number of frames (32 by default), which Hour-LLaVA would throw away: it reads one frame per second with its own
+    rule. This loader only checks that the bytes hold a video stream (so a corrupt upload is refused before it is
+    queued) and passes them on undecoded; the processor decodes them.
+    """
+
+    @classmethod
+    def load_bytes(cls, data: bytes, **kwargs) -> tuple[np.ndarray, dict]:
+        try:
+            with av.open(io.BytesIO(data)) as container:
+                if not container.streams.video:
+                    raise ValueError("it has no video stream")
+        except (av.FFmpegError, ValueError) as error:
+            raise ValueError(f"The video ({len(data)} bytes) cannot be read: {error}") from error
+        return np.frombuffer(data, dtype=np.uint8), {"encoded": True}
 
 
 class HourLlavaVideoItems(VideoProcessorItems):
