@@ -185,20 +185,31 @@ def test_vllm_generates_the_same_tokens_as_transformers(model, processor, checkp
     assert not torch.equal(expected[0][2], expected[1][2])
     assert stale[1] != expected[1][1]
 
-    requests = [
-        {"prompt": processor.apply_chat_template(chat(video, question), add_generation_prompt=True), "video": video}
-        for video, question in cases
-    ]
+    requests = [{"prompt": render(processor, video, question), "video": video} for video, question in cases]
+    missing = str(tmp_path / "missing.mp4")
+    two_videos = render(processor, videos["long"], "Compare with <video> please.")
+    bad_requests = [{"prompt": requests[0]["prompt"], "video": missing}, {"prompt": two_videos, "video": videos["long"]}]
     spec = tmp_path / "requests.json"
-    spec.write_text(json.dumps({"model": str(checkpoint), "max_tokens": MAX_NEW_TOKENS, "requests": requests}))
+    spec.write_text(
+        json.dumps(
+            {"model": str(checkpoint), "max_tokens": MAX_NEW_TOKENS, "requests": requests, "bad_requests": bad_requests}
+        )
+    )
     results_path = tmp_path / "results.json"
     completed = run_vllm("vllm_generate.py", str(spec), str(results_path))
     assert completed.returncode == 0, completed.stderr[-6000:]
     results = json.loads(results_path.read_text())
 
-    for index, ((prompt_ids, answer_ids, _), result) in enumerate(zip(expected, results)):
+    for index, ((prompt_ids, answer_ids, _), result) in enumerate(zip(expected, results["answers"])):
         assert result["prompt_token_ids"] == prompt_ids, f"request {index}: vLLM's prompt differs"
         assert result["token_ids"] == answer_ids, f"request {index}: vLLM generated other tokens"
+    missing_error, two_videos_error = results["errors"]
+    assert missing_error is not None and f"Video file not found: {missing!r}" in missing_error
+    assert two_videos_error is not None and "one video per prompt" in two_videos_error
+
+
+def render(processor, video: str, question: str) -> str:
+    return processor.apply_chat_template(chat(video, question), add_generation_prompt=True)
 
 
 @needs_vllm

@@ -1,9 +1,10 @@
 """Run in the vLLM environment (`.ci/vllm-env.sh`): greedy generation with `vllm.LLM` for a list of requests.
 
-Usage: `python tests/vllm_generate.py requests.json results.json`. `requests.json` holds `model`, `max_tokens` and
-`requests` (each a `prompt` with one `<video>` and a `video` path); `results.json` gets, per request, the prompt token
-ids vLLM built (video placeholder expanded) and the generated token ids. All requests go to one `generate` call,
-so they are batched together. vLLM runs the engine in a spawned process, hence the `__main__` guard.
+Usage: `python tests/vllm_generate.py requests.json results.json`. `requests.json` holds `model`, `max_tokens`,
+`requests` (each a `prompt` with one `<video>` and a `video` path) and `bad_requests` (the same, each expected to be
+refused). `results.json` gets, per request, the prompt token ids vLLM built (video placeholder expanded) and the
+generated token ids, and per bad request the error message. All requests go to one `generate` call, so they are
+batched together. vLLM runs the engine in a spawned process, hence the `__main__` guard.
 """
 
 import json
@@ -30,12 +31,27 @@ def main(requests_path: str, results_path: str) -> None:
     )
     prompts = [{"prompt": r["prompt"], "multi_modal_data": {"video": r["video"]}} for r in spec["requests"]]
     outputs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=spec["max_tokens"]))
-    results = [
-        {"prompt_token_ids": list(output.prompt_token_ids), "token_ids": list(output.outputs[0].token_ids)}
-        for output in outputs
-    ]
+    results = {
+        "answers": [
+            {"prompt_token_ids": list(output.prompt_token_ids), "token_ids": list(output.outputs[0].token_ids)}
+            for output in outputs
+        ],
+        "errors": [refusal(llm, request) for request in spec.get("bad_requests", [])],
+    }
     with open(results_path, "w") as file:
         json.dump(results, file)
+
+
+def refusal(llm, request: dict) -> str | None:
+    """The error message `generate` raises for `request`, or None when it is (wrongly) answered."""
+    from vllm import SamplingParams
+
+    try:
+        llm.generate([{"prompt": request["prompt"], "multi_modal_data": {"video": request["video"]}}],
+                     SamplingParams(max_tokens=1))
+    except Exception as error:  # noqa: BLE001 (the message is what the test checks)
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 if __name__ == "__main__":
