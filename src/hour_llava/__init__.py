@@ -1,27 +1,35 @@
 """Hour-LLaVA for transformers: `import hour_llava` registers the model with the Auto classes."""
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForImageTextToText,
-    AutoModelForMultimodalLM,
-    AutoProcessor,
-    AutoVideoProcessor,
-)
-
-from .modeling import (
-    HourLlavaConfig,
-    HourLlavaForConditionalGeneration,
-    HourLlavaMemoryAugmentation,
-    HourLlavaModel,
-    HourLlavaPreTrainedModel,
-    HourLlavaVideoOutput,
-)
-from .pipelines import VideoTextToTextPipeline, register_pipeline
-from .processing import HourLlavaProcessor, HourLlavaVideoProcessor
+import transformers
+from packaging.version import Version
 
 
 __version__ = "0.1.0.dev0"
+
+# vLLM's environment pins an older transformers (5.16-5.19) in which this package's model code does not import. There
+# only `hour_llava.vllm` (which reads checkpoints on its own) is usable, so nothing below is imported or registered.
+SUPPORTS_TRANSFORMERS = Version(transformers.__version__) >= Version("5.24")
+
+if SUPPORTS_TRANSFORMERS:
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForImageTextToText,
+        AutoModelForMultimodalLM,
+        AutoProcessor,
+        AutoVideoProcessor,
+    )
+
+    from .modeling import (
+        HourLlavaConfig,
+        HourLlavaForConditionalGeneration,
+        HourLlavaMemoryAugmentation,
+        HourLlavaModel,
+        HourLlavaPreTrainedModel,
+        HourLlavaVideoOutput,
+    )
+    from .pipelines import VideoTextToTextPipeline, register_pipeline
+    from .processing import HourLlavaProcessor, HourLlavaVideoProcessor
 
 
 def _register_auto_classes() -> None:
@@ -44,7 +52,19 @@ def _register_auto_classes() -> None:
     register_pipeline()  # pipeline("video-text-to-text")
 
 
-_register_auto_classes()
+def __getattr__(name: str):
+    """Name the real cause when a class is used where transformers is too old for it (e.g. vLLM's environment)."""
+    if not SUPPORTS_TRANSFORMERS and name in __all__:
+        raise ImportError(
+            f"hour_llava.{name} needs transformers>=5.24; this environment has {transformers.__version__} "
+            "(only the vLLM plugin, hour_llava.vllm, works here)."
+        )
+    raise AttributeError(f"module 'hour_llava' has no attribute {name!r}")
+
+
+if SUPPORTS_TRANSFORMERS:
+    _register_auto_classes()
+
 
 __all__ = [
     "HourLlavaConfig",
