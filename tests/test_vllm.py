@@ -92,7 +92,7 @@ def test_plugin_memory_and_memaug_equal_the_models(model, num_frames):
 
     expected_memory = inner.build_video_memory(frame_tokens)
     memory = build_video_memory(frame_tokens, inner.image_newline, settings)
-    torch.testing.assert_close(memory.memory, expected_memory.memory, rtol=0, atol=0)
+    torch.testing.assert_close(memory.repository, expected_memory.repository, rtol=0, atol=0)
     torch.testing.assert_close(memory.decayed, expected_memory.decayed, rtol=0, atol=0)
     assert memory.decayed_position_ids.tolist() == expected_memory.decayed_position_ids.tolist()
 
@@ -101,7 +101,7 @@ def test_plugin_memory_and_memaug_equal_the_models(model, num_frames):
     sample = torch.cat([text[:7], torch.zeros(num_decayed, text.shape[1]), text[7:]])
     query_mask = torch.ones(sample.shape[0], dtype=torch.bool)
     with torch.no_grad():
-        expected = inner.refine_video_tokens(sample, query_mask, 7, 7 + num_decayed, expected_memory)
+        expected, _ = inner.refine_video_tokens(sample, query_mask, 7, 7 + num_decayed, expected_memory)
         refined = plugin_memaug.refine(memory, text[:7], text[7:])
     torch.testing.assert_close(refined, expected, rtol=1e-5, atol=1e-5)
 
@@ -148,8 +148,9 @@ def transformers_generate(model, processor, video: str, question: str, refined_v
     original = model.model.refine_video_tokens
 
     def refine(*args, **kwargs):
-        captured["refined"] = original(*args, **kwargs) if refined_video is None else refined_video
-        return captured["refined"]
+        refined, memory_attention = original(*args, **kwargs) if refined_video is None else (refined_video, None)
+        captured["refined"] = refined
+        return refined, memory_attention
 
     model.model.refine_video_tokens = refine
     try:

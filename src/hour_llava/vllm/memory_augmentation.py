@@ -53,8 +53,8 @@ class MemAugSettings:
 class VideoMemory:
     """One video's memory repository `(T*(g*g+1), D)` and decayed tokens `(n*(k+1), D)`, with their position ids."""
 
-    memory: torch.Tensor
-    memory_position_ids: torch.Tensor
+    repository: torch.Tensor
+    repository_position_ids: torch.Tensor
     decayed: torch.Tensor
     decayed_position_ids: torch.Tensor
 
@@ -84,8 +84,8 @@ def build_video_memory(frame_tokens: torch.Tensor, newline: torch.Tensor, settin
     decayed = torch.cat([frame_tokens[kept][:, spatial], newlines[: len(kept)]], dim=1).reshape(-1, hidden)
     token_ids = torch.cat([spatial, spatial.new_tensor([tokens_per_frame])])
     decayed_position_ids = (kept[:, None] * stride + token_ids[None, :]).flatten()
-    memory_position_ids = torch.arange(memory.shape[0], device=memory.device)
-    return VideoMemory(memory, memory_position_ids, decayed, decayed_position_ids)
+    repository_position_ids = torch.arange(memory.shape[0], device=memory.device)
+    return VideoMemory(memory, repository_position_ids, decayed, decayed_position_ids)
 
 
 class RotaryEmbedding(nn.Module):
@@ -196,17 +196,17 @@ class MemoryAugmentation(nn.Module):
         if not self.layers:
             return video.decayed
         dtype, device = text_before.dtype, text_before.device
-        num_before, memory_length = text_before.shape[0], video.memory.shape[0]
+        num_before, memory_length = text_before.shape[0], video.repository.shape[0]
         query = torch.cat([text_before, video.decayed.to(dtype), text_after])
         query_positions = torch.cat([
             torch.arange(num_before, device=device),
             video.decayed_position_ids + num_before,
             torch.arange(text_after.shape[0], device=device) + num_before + memory_length,
         ])
-        memory_positions = video.memory_position_ids
+        memory_positions = video.repository_position_ids
         if self.settings.memory_position_mode == "aligned":
             memory_positions = memory_positions + num_before
-        memory = video.memory.to(dtype)
+        memory = video.repository.to(dtype)
         query_rope = self.rotary_emb(query_positions, dtype)
         memory_rope = self.rotary_emb(memory_positions, dtype)
         for layer in self.layers:
