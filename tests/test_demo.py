@@ -205,3 +205,18 @@ def test_miniature_demo_end_to_end(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         run_demo(DemoSettings.quick(1), tmp_path)
 
+
+
+def test_verdict_reads_every_seed_not_the_mean():
+    """Two seeds at 100% and 75% average 87.5%, but one seed misses 85%: the report must say so."""
+    from hour_llava.demo.experiment import SeedResult
+    from hour_llava.demo.report import _reading_notes
+
+    def needles(correct: int, total: int) -> list[dict]:
+        return [{"task": "needle", "dropped_by_forgetting": True, "correct": i < correct} for i in range(total)]
+
+    def seed(seed: int, memaug_correct: int) -> SeedResult:
+        return SeedResult(seed, {"hour-llava": needles(memaug_correct, 4), "no-memaug": needles(0, 4)}, {})
+
+    assert "meets the target" in _reading_notes([seed(0, 4), seed(1, 4)])
+    assert "does not meet the target" in _reading_notes([seed(0, 4), seed(1, 3)])

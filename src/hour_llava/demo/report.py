@@ -195,19 +195,32 @@ def _reading_notes(results: Sequence[SeedResult]) -> str:
     table = accuracies(results)
     dropped = {name: statistics.mean(values["needle, frame dropped"]) for name, values in table.items()}
     memaug, plain = dropped["hour-llava"], dropped["no-memaug"]
+    chance = CHANCE["needle, frame dropped"]
     per_seed = ""
     if len(results) > 1:
         values = table["hour-llava"]["needle, frame dropped"]
         seeds = ", ".join(f"{100 * value:.0f}% (seed {r.seed})" for r, value in zip(results, values))
-        per_seed = f" Per seed, Hour-LLaVA's share is {seeds}; the verdict reads the mean."
-    verdict = "meets" if memaug >= 0.85 and plain <= 2 * CHANCE["needle, frame dropped"] else "does not meet"
+        per_seed = f" Per seed, Hour-LLaVA's share is {seeds}."
+    # The target holds seed by seed, not on the mean: a newcomer runs one seed.
+    every_seed = all(
+        memaug_seed >= 0.85 and plain_seed <= chance + 0.10
+        for memaug_seed, plain_seed in zip(
+            table["hour-llava"]["needle, frame dropped"], table["no-memaug"]["needle, frame dropped"]
+        )
+    )
+    verdict = "meets" if every_seed else "does not meet"
     return (
         "\"needle, frame dropped\" are the flash questions whose one flash frame is not among the frames temporal "
         "forgetting keeps (3 in 4 are dropped), so no decayed token shows it: only the memory repository, through "
         f"MemAug, holds it. There Hour-LLaVA answers {100 * memaug:.0f}% right and the same model without MemAug "
-        f"{100 * plain:.0f}% (chance {100 * CHANCE['needle, frame dropped']:.0f}%). This run {verdict} the target "
-        f"of MemAug at 85% or more while the model without it stays near chance.{per_seed} `uniform-64` sees the "
-        "flash frame only when it is among its 64 frames, which happens for about 64/T of the videos."
+        f"{100 * plain:.0f}% (chance {100 * chance:.0f}%). This run {verdict} the target, on every seed: MemAug at "
+        f"85% or more while the model without it stays within 10 points of chance.{per_seed}"
+        + (
+            " `uniform-64` sees the flash frame only when it is among its 64 frames, which happens for about 64/T of "
+            "the videos."
+            if "uniform-64" in table
+            else ""
+        )
     )
 
 
