@@ -10,8 +10,9 @@ from pathlib import Path
 
 
 HELP = (
-    "Offline demo: synthetic long videos in VideoMarathon format, three tiny models trained with TRL's SFTTrainer "
-    "(Hour-LLaVA, no MemAug, 64 uniform frames), evaluated through the pipeline; writes results.md and plots."
+    "Offline demo: synthetic long videos in VideoMarathon format, tiny models trained with TRL's SFTTrainer "
+    "(Hour-LLaVA and the same without MemAug; --full adds 64 uniform frames), evaluated through the pipeline; writes "
+    "results.md and plots."
 )
 
 
@@ -21,14 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-dir", type=Path, default=Path("hour-llava-demo"), help="Where data, models and the report go"
     )
     parser.add_argument(
-        "--full", action="store_true", help="Three seeds, more training and held-out videos (about 32 min)"
+        "--full",
+        action="store_true",
+        help="Three seeds, all three models (adds uniform-64), more long training and held-out videos",
     )
     parser.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch threads (default 1: these tiny models' operations are too small to share, and two threads on a "
-        "busy two-core machine stall each other). Part of the settings: a rerun reproduces its losses with the same count",
+        "busy two-core machine stall each other). Part of the settings: a rerun with the same count reproduces the "
+        "losses",
     )
 
 
