@@ -16,7 +16,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .experiment import MODEL_VARIANTS, DemoSettings, load_seed_result, run_seed, save_seed_result
+from .experiment import (
+    MODEL_VARIANTS,
+    DemoSettings,
+    load_seed_result,
+    reproducible_torch,
+    run_seed,
+    save_seed_result,
+)
 from .report import markdown_table, write_report
 from .synthetic import write_json
 
@@ -34,15 +41,16 @@ def run_demo(settings: DemoSettings, output_dir: str | Path, command: str = "hou
         tqdm.write(f"[{minutes:02d}:{seconds:02d}] {message}")
 
     results = []
-    for index, seed in enumerate(settings.seeds):
-        path = output_dir / f"seed{seed}" / "result.json"
-        if path.is_file():
-            announce(f"seed {seed}: results found in {path}, not run again")
-            results.append(load_seed_result(path))
-            continue
-        result = run_seed(settings, seed, output_dir, keep_model=index == 0, step=announce)
-        save_seed_result(result, path)
-        results.append(result)
+    with reproducible_torch(settings.threads):
+        for index, seed in enumerate(settings.seeds):
+            path = output_dir / f"seed{seed}" / "result.json"
+            if path.is_file():
+                announce(f"seed {seed}: results found in {path}, not run again")
+                results.append(load_seed_result(path))
+                continue
+            result = run_seed(settings, seed, output_dir, keep_model=index == 0, step=announce)
+            save_seed_result(result, path)
+            results.append(result)
     announce("writing the report")
     report = write_report(results, settings, output_dir, command)
     tqdm.write("\nAccuracy (%) on held-out questions:\n\n" + markdown_table(results))

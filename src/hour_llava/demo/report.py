@@ -21,6 +21,11 @@ CHANCE = {"needle, frame dropped": 1 / NUM_ANSWERS["needle"], "needle, frame kep
 CHANCE.update({task: 1 / NUM_ANSWERS[task] for task in TASKS})
 
 
+def trained_variants(results: Sequence[SeedResult]) -> list:
+    """The models these results hold, in `MODEL_VARIANTS` order (the default run leaves `uniform-64` out)."""
+    return [variant for variant in MODEL_VARIANTS if all(variant.name in r.records for r in results)]
+
+
 def accuracy(records: list[dict], column: str) -> tuple[float, int]:
     """Accuracy and number of questions of one column."""
     selected = [r["correct"] for r in records if COLUMNS[column](r)]
@@ -31,7 +36,7 @@ def accuracies(results: Sequence[SeedResult]) -> dict[str, dict[str, list[float]
     """model -> column -> one accuracy per seed."""
     return {
         variant.name: {column: [accuracy(r.records[variant.name], column)[0] for r in results] for column in COLUMNS}
-        for variant in MODEL_VARIANTS
+        for variant in trained_variants(results)
     }
 
 
@@ -50,7 +55,7 @@ def markdown_table(results: Sequence[SeedResult]) -> str:
         "|---|" + "---:|" * len(COLUMNS),
         "| questions (all seeds) | " + " | ".join(str(n) for n in counts) + " |",
     ]
-    for variant in MODEL_VARIANTS:
+    for variant in trained_variants(results):
         cells = [_cell(table[variant.name][column]) for column in COLUMNS]
         lines.append(f"| `{variant.name}`: {variant.description} | " + " | ".join(cells) + " |")
     lines.append("| chance | " + " | ".join(f"{100 * CHANCE[c]:.0f}" for c in COLUMNS) + " |")
@@ -82,13 +87,14 @@ def plot_accuracy(results: Sequence[SeedResult], path: Path) -> Path:
     plt = _pyplot()
     table = accuracies(results)
     columns = list(COLUMNS)
-    width = 0.8 / len(MODEL_VARIANTS)
+    variants = trained_variants(results)
+    width = 0.8 / len(variants)
     figure, axes = plt.subplots(figsize=(10, 4.2))
-    for i, variant in enumerate(MODEL_VARIANTS):
+    for i, variant in enumerate(variants):
         values = [table[variant.name][c] for c in columns]
         means = [100 * statistics.mean(v) for v in values]
         spreads = [100 * statistics.stdev(v) if len(v) > 1 else 0 for v in values]
-        positions = [j + (i - (len(MODEL_VARIANTS) - 1) / 2) * width for j in range(len(columns))]
+        positions = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(columns))]
         axes.bar(positions, means, width, yerr=spreads if len(results) > 1 else None, capsize=3, label=variant.name)
     for j, column in enumerate(columns):
         axes.hlines(100 * CHANCE[column], j - 0.45, j + 0.45, colors="black", linestyles="dotted")
@@ -120,7 +126,7 @@ def plot_training_loss(results: Sequence[SeedResult], path: Path) -> Path:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 3.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for colour, variant in zip(colours, MODEL_VARIANTS):
+    for colour, variant in zip(colours, trained_variants(results)):
         for k, result in enumerate(results):
             history = result.training[variant.name].log_history
             axes.plot([h["step"] for h in history], [h["loss"] for h in history], color=colour, alpha=0.8,
@@ -164,15 +170,18 @@ def write_report(results: Sequence[SeedResult], settings: DemoSettings, output_d
 
 
 def _setup_text(settings: DemoSettings, results: Sequence[SeedResult]) -> str:
-    short, long_, test = settings.short_train, settings.long_train, settings.held_out
+    first, short, long_, test = settings.first_train, settings.short_train, settings.long_train, settings.held_out
     return (
         f"Seeds {', '.join(str(r.seed) for r in results)}; per seed, new videos and new initial weights. Training: "
-        f"{short.num_videos} videos of {short.min_seconds}-{short.max_seconds} s ({settings.rows_per_short_video} "
-        f"samples each), then {long_.num_videos} of {long_.min_seconds}-{long_.max_seconds} s "
-        f"({settings.rows_per_long_video} samples each), batch {settings.batch_size}, one pass in that order. "
+        f"{first.num_videos} clips of {first.min_seconds}-{first.max_seconds} s (one sample each, asking only for the "
+        f"flash's colour), then {short.num_videos} videos of {short.min_seconds}-{short.max_seconds} s "
+        f"({settings.rows_per_short_video} samples each), then {long_.num_videos} of "
+        f"{long_.min_seconds}-{long_.max_seconds} s "
+        f"({settings.rows_per_long_video} samples each), batch {settings.batch_size}, one pass in that order, learning "
+        f"rate schedule `{settings.lr_scheduler_type}` after {settings.warmup_steps} warm-up steps. "
         f"Held out: {test.num_videos} other videos of {test.min_seconds}-{test.max_seconds} s, one question per task "
         "each, answered through `pipeline(\"video-text-to-text\")` with greedy decoding; an answer is right when its "
-        "first word is the expected one. The three models share one frozen random vision tower and are trained by "
+        "first word is the expected one. The models share one frozen random vision tower and are trained by "
         "`HourLlavaSFTTrainer` (stage 3) with the same rows, order, step count and learning rates "
         f"({settings.learning_rate:g}; MemAug {settings.memaug_learning_rate:g})."
         + (
@@ -188,19 +197,32 @@ def _reading_notes(results: Sequence[SeedResult]) -> str:
     table = accuracies(results)
     dropped = {name: statistics.mean(values["needle, frame dropped"]) for name, values in table.items()}
     memaug, plain = dropped["hour-llava"], dropped["no-memaug"]
+    chance = CHANCE["needle, frame dropped"]
     per_seed = ""
     if len(results) > 1:
         values = table["hour-llava"]["needle, frame dropped"]
         seeds = ", ".join(f"{100 * value:.0f}% (seed {r.seed})" for r, value in zip(results, values))
-        per_seed = f" Per seed, Hour-LLaVA's share is {seeds}; the verdict reads the mean."
-    verdict = "meets" if memaug >= 0.85 and plain <= 2 * CHANCE["needle, frame dropped"] else "does not meet"
+        per_seed = f" Per seed, Hour-LLaVA's share is {seeds}."
+    # The target holds seed by seed, not on the mean: a newcomer runs one seed.
+    every_seed = all(
+        memaug_seed >= 0.85 and plain_seed <= chance + 0.10
+        for memaug_seed, plain_seed in zip(
+            table["hour-llava"]["needle, frame dropped"], table["no-memaug"]["needle, frame dropped"]
+        )
+    )
+    verdict = "meets" if every_seed else "does not meet"
     return (
         "\"needle, frame dropped\" are the flash questions whose one flash frame is not among the frames temporal "
         "forgetting keeps (3 in 4 are dropped), so no decayed token shows it: only the memory repository, through "
         f"MemAug, holds it. There Hour-LLaVA answers {100 * memaug:.0f}% right and the same model without MemAug "
-        f"{100 * plain:.0f}% (chance {100 * CHANCE['needle, frame dropped']:.0f}%). This run {verdict} the target "
-        f"of MemAug at 85% or more while the model without it stays near chance.{per_seed} `uniform-64` sees the "
-        "flash frame only when it is among its 64 frames, which happens for about 64/T of the videos."
+        f"{100 * plain:.0f}% (chance {100 * chance:.0f}%). This run {verdict} the target, on every seed: MemAug at "
+        f"85% or more while the model without it stays within 10 points of chance.{per_seed}"
+        + (
+            " `uniform-64` sees the flash frame only when it is among its 64 frames, which happens for about 64/T of "
+            "the videos."
+            if "uniform-64" in table
+            else ""
+        )
     )
 
 
@@ -226,7 +248,7 @@ def _timeline_text(timeline: dict | None, peaks: dict | None = None) -> str:
 
 def _training_text(results: Sequence[SeedResult]) -> str:
     lines = ["| model | " + " | ".join(f"seed {r.seed}" for r in results) + " |", "|---|" + "---:|" * len(results)]
-    for variant in MODEL_VARIANTS:
+    for variant in trained_variants(results):
         cells = [f"{r.training[variant.name].seconds:.0f} s" for r in results]
         lines.append(f"| `{variant.name}` | " + " | ".join(cells) + " |")
     return "Training time on this machine (2 CPU cores):\n\n" + "\n".join(lines)

@@ -57,6 +57,7 @@ DATA_SOURCE = "synthetic"
 FRAME_SIZE = 32
 BAR_HEIGHT = 3  # the white bars that frame the flash
 BALL_SIZE = 8
+SQUARE_SIZE = 8
 
 
 @dataclass
@@ -99,7 +100,7 @@ class SyntheticVideo:
         for second in range(self.seconds):
             frame = texture.astype(np.uint8).copy()
             half = FRAME_SIZE // 2
-            frame[:half, :half] = COLOURS[self.square_colour_at(second)]
+            frame[:SQUARE_SIZE, :SQUARE_SIZE] = COLOURS[self.square_colour_at(second)]
             for ball in self.balls:
                 if ball.start <= second < ball.start + ball.duration:
                     x = half + 2 + (second - ball.start) % (half - BALL_SIZE - 2)
@@ -209,6 +210,13 @@ def training_samples(videos: list[SyntheticVideo], rows_per_video: int, rng: ran
     return samples
 
 
+def needle_samples(videos: list[SyntheticVideo], rng: random.Random) -> list[dict]:
+    """One row per video asking only for the flash's colour, in random order: the curriculum's first lesson."""
+    samples = [_sample(Path(video.name).stem, video, video.questions_asked[:1]) for video in videos]
+    rng.shuffle(samples)
+    return samples
+
+
 def evaluation_samples(videos: list[SyntheticVideo]) -> list[dict]:
     """One single-question sample per (video, task), with the task and the evidence seconds kept for scoring."""
     samples = []
@@ -259,6 +267,7 @@ __all__ = [
     "corpus",
     "evaluation_samples",
     "make_videos",
+    "needle_samples",
     "random_video",
     "training_samples",
     "write_json",
