@@ -2,6 +2,7 @@
 
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModel,
     AutoModelForImageTextToText,
     AutoModelForMultimodalLM,
@@ -18,7 +19,7 @@ from .modeling import (
     HourLlavaVideoOutput,
 )
 from .pipelines import VideoTextToTextPipeline, register_pipeline
-from .processing import HourLlavaProcessor, HourLlavaVideoProcessor
+from .processing import HourLlavaImageProcessor, HourLlavaProcessor, HourLlavaVideoProcessor
 
 
 __version__ = "0.1.0.dev0"
@@ -34,6 +35,9 @@ def _register_auto_classes() -> None:
     AutoVideoProcessor.register(
         HourLlavaConfig, video_processor_classes={"torchvision": HourLlavaVideoProcessor}, exist_ok=True
     )
+    AutoImageProcessor.register(
+        HourLlavaConfig, image_processor_classes={"torchvision": HourLlavaImageProcessor}, exist_ok=True
+    )
     AutoProcessor.register(HourLlavaConfig, HourLlavaProcessor, exist_ok=True)
     # Saved checkpoints carry the model files, so they also load with `trust_remote_code=True` without this package.
     HourLlavaConfig.register_for_auto_class()
@@ -41,6 +45,7 @@ def _register_auto_classes() -> None:
     HourLlavaForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
     HourLlavaProcessor.register_for_auto_class()
     HourLlavaVideoProcessor.register_for_auto_class()
+    HourLlavaImageProcessor.register_for_auto_class()
     register_pipeline()  # pipeline("video-text-to-text")
 
 
@@ -49,6 +54,7 @@ _register_auto_classes()
 __all__ = [
     "HourLlavaConfig",
     "HourLlavaForConditionalGeneration",
+    "HourLlavaImageProcessor",
     "HourLlavaMemoryAugmentation",
     "HourLlavaModel",
     "HourLlavaPreTrainedModel",
