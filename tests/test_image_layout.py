@@ -122,3 +122,30 @@ def test_random_indices_match_the_reference_draw():
     assert torch.equal(kept, expected)
     assert kept.numel() == 932 and kept.unique().numel() == 932
     assert random_grid_indices(27, 27).numel() == 183  # ceil(729 / 4)
+
+
+def reference_tile_features(image_size, rows, cols, max_tiles=9):
+    """The reference's `multi_image_resize` on a `(C, rows*g, cols*g)` feature map: slicing, then interpolation."""
+    height, width = image_size
+    features = torch.zeros(1, rows * G, cols * G)
+    grid_h, grid_w = features.shape[1:]
+    if width / height > grid_w / grid_h:
+        padding = (grid_h - int(height * (grid_w / width))) // 2
+        features = features[:, padding : grid_h - padding, :]
+    else:
+        padding = (grid_w - int(width * (grid_h / height))) // 2
+        features = features[:, :, padding : grid_w - padding]
+    h, w = features.shape[1:]
+    times = math.sqrt(h * w / (max_tiles * G**2))
+    if times > 1.1:
+        shape = [int(h // times), int(w // times)]
+        features = torch.nn.functional.interpolate(features[None], shape, mode="bilinear")[0]
+    return tuple(features.shape[1:])
+
+
+def test_feature_grid_matches_the_reference_tensor_ops_for_a_sweep_of_sizes():
+    for height in range(7, 4000, 97):
+        for width in range(5, 4000, 89):
+            rows, cols = anyres_tile_grid((height, width), PINPOINTS, 384)
+            expected = reference_tile_features((height, width), rows, cols)
+            assert anyres_feature_grid((height, width), PINPOINTS, 384, G, 9) == expected, (height, width)

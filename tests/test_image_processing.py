@@ -1,4 +1,4 @@
-"""`HourLlavaImageProcessor` against hand-computed layouts and a PIL transcription of the reference (spec §2.3, §4.2a).
+"""`HourLlavaImageProcessor` against hand-computed layouts and a PIL transcription of the reference (spec 2.3, 4.2a).
 
 Tolerance against PIL: the reference resizes with PIL's bicubic filter, we with torchvision's antialiased bicubic on
 uint8. Both resample in two passes, width then height, rounding to uint8 in between (Pillow's
@@ -6,9 +6,11 @@ uint8. Both resample in two passes, width then height, rounding to uint8 in betw
 two then differ by at most 2 grey levels on a few percent of the values (random noise, the worst case). After
 normalisation (x / 127.5 - 1) that is `2 / 127.5 = 0.0157`. (A single `Image.resize` call of the installed Pillow 13
 sometimes resamples the height first, e.g. 900x500 -> 384x384, which moves noise by up to 7 levels where bicubic
-overshoots are clipped in between; which Pillow the authors ran is not recorded, so the test pins the classic order.) Where no resize happens (a 384-pixel tile
-of a 384x384 image, a padded border) the values must be equal to 1e-6 (float32 rounding of the fused
-rescale-and-normalise against the reference's `float32(u8 * (1/255))` then `(x - 0.5) / 0.5`).
+overshoots are clipped in between; which Pillow the authors ran is not recorded, so the test pins the classic order.)
+
+Where no resize happens (a 384-pixel tile of a 384x384 image, a padded border) the values must be equal to 1e-6
+(float32 rounding of the fused rescale-and-normalise against the reference's `float32(u8 * (1/255))` then
+`(x - 0.5) / 0.5`).
 """
 
 import json
@@ -163,7 +165,8 @@ def test_resize_pad_and_tiles_of_a_solid_wide_image(processor):
 
 
 def test_tall_image_is_padded_left_and_right(processor):
-    """5000x3000 on 2304x1536: width ceil(3000 * 2304/5000) = ceil(1382.4) = 1383, left 76 and right 77 black columns."""
+    """5000x3000 on 2304x1536: width ceil(3000 * 2304/5000) = ceil(1382.4) = 1383, so 76 black columns on the left
+    and 77 on the right."""
     image = Image.new("RGB", (3000, 5000), (10, 240, 90))
     crops = processor(image, return_tensors="pt")["pixel_values"]
     assert crops.shape[0] == 1 + 6 * 4
@@ -251,6 +254,18 @@ def test_batch_of_single_multi_and_text_only_samples(processor):
     assert text_only["pixel_values"].shape == (0, 3, S, S)
     assert text_only["batch_num_images"].tolist() == [0, 0]
     assert text_only["image_sizes"].shape == (0, 2)
+
+
+def test_a_4d_batch_is_one_image_per_sample(processor):
+    """A (B, C, H, W) tensor is B samples of one image each; every image is tiled, none is dropped."""
+    batch = torch.randint(0, 256, (2, 3, 50, 60), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    output = processor(batch, return_tensors="pt")
+    assert output["batch_num_images"].tolist() == [1, 1]
+    assert output["image_num_crops"].tolist() == [2, 2]
+    second = processor(batch[1], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(output["pixel_values"][2:], second, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"Got 2 images for samples holding \[1\] images"):
+        processor([[batch]])  # a 4D batch inside one sample's list: not one image
 
 
 # ------------------------------------------------------------------------------------------------------------------

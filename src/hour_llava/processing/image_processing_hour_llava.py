@@ -127,6 +127,11 @@ class HourLlavaImageProcessor(TorchvisionBackend):
         return_tensors: str | TensorType | None,
         **kwargs,
     ) -> BatchFeature:
+        if len(images) != sum(batch_num_images):
+            raise ValueError(
+                f"Got {len(images)} images for samples holding {batch_num_images} images: pass one image per sample "
+                "or a list of images per sample."
+            )
         crop_size = _crop_size(size)
         single = [count == 1 for count in batch_num_images for _ in range(count)]
         fill = [int(mean * 255) for mean in _per_channel(image_mean)]
@@ -203,7 +208,10 @@ class HourLlavaImageProcessor(TorchvisionBackend):
 
 
 def _per_sample_images(images: ImageInput) -> tuple[list, list[int]]:
-    """Flat images and the number each sample holds: a list of lists is per sample; otherwise one image a sample."""
+    """Flat images and the number each sample holds: a list of lists is per sample; otherwise one image a sample
+    (a 4D array or tensor is a batch of images, one a sample)."""
+    if getattr(images, "ndim", None) == 4:
+        images = list(images)
     if isinstance(images, (list, tuple)) and any(isinstance(sample, (list, tuple)) for sample in images):
         samples = [sample if isinstance(sample, (list, tuple)) else [sample] for sample in images]
         return [image for sample in samples for image in sample], [len(sample) for sample in samples]
