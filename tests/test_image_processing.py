@@ -292,6 +292,8 @@ def test_custom_pinpoints_and_bad_options(processor):
         processor(image, image_grid_pinpoints=[[384, 700]])
     with pytest.raises(ValueError, match="must be a square"):
         processor(image, size={"height": 384, "width": 256})
+    with pytest.raises(ValueError, match="do_resize=False is not supported"):
+        processor(image, do_resize=False)
 
 
 # ------------------------------------------------------------------------------------------------------------------

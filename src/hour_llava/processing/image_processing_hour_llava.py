@@ -116,6 +116,7 @@ class HourLlavaImageProcessor(TorchvisionBackend):
         self,
         images: list[torch.Tensor],
         batch_num_images: list[int],
+        do_resize: bool,
         size: SizeDict,
         image_grid_pinpoints: list[list[int]],
         resample: PILImageResampling | None,
@@ -132,6 +133,8 @@ class HourLlavaImageProcessor(TorchvisionBackend):
                 f"Got {len(images)} images for samples holding {batch_num_images} images: pass one image per sample "
                 "or a list of images per sample."
             )
+        if not do_resize:
+            raise ValueError("do_resize=False is not supported: every crop is resized to `size` (the model's input).")
         crop_size = _crop_size(size)
         single = [count == 1 for count in batch_num_images for _ in range(count)]
         fill = [int(mean * 255) for mean in _per_channel(image_mean)]
