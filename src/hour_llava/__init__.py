@@ -13,6 +13,7 @@ SUPPORTS_TRANSFORMERS = Version(transformers.__version__) >= Version("5.24")
 if SUPPORTS_TRANSFORMERS:
     from transformers import (
         AutoConfig,
+        AutoImageProcessor,
         AutoModel,
         AutoModelForImageTextToText,
         AutoModelForMultimodalLM,
@@ -29,7 +30,7 @@ if SUPPORTS_TRANSFORMERS:
         HourLlavaVideoOutput,
     )
     from .pipelines import VideoTextToTextPipeline, register_pipeline
-    from .processing import HourLlavaProcessor, HourLlavaVideoProcessor
+    from .processing import HourLlavaImageProcessor, HourLlavaProcessor, HourLlavaVideoProcessor
 
 
 def _register_auto_classes() -> None:
@@ -42,6 +43,9 @@ def _register_auto_classes() -> None:
     AutoVideoProcessor.register(
         HourLlavaConfig, video_processor_classes={"torchvision": HourLlavaVideoProcessor}, exist_ok=True
     )
+    AutoImageProcessor.register(
+        HourLlavaConfig, image_processor_classes={"torchvision": HourLlavaImageProcessor}, exist_ok=True
+    )
     AutoProcessor.register(HourLlavaConfig, HourLlavaProcessor, exist_ok=True)
     # Saved checkpoints carry the model files, so they also load with `trust_remote_code=True` without this package.
     HourLlavaConfig.register_for_auto_class()
@@ -49,6 +53,7 @@ def _register_auto_classes() -> None:
     HourLlavaForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
     HourLlavaProcessor.register_for_auto_class()
     HourLlavaVideoProcessor.register_for_auto_class()
+    HourLlavaImageProcessor.register_for_auto_class()
     register_pipeline()  # pipeline("video-text-to-text")
 
 
@@ -69,6 +74,7 @@ if SUPPORTS_TRANSFORMERS:
 __all__ = [
     "HourLlavaConfig",
     "HourLlavaForConditionalGeneration",
+    "HourLlavaImageProcessor",
     "HourLlavaMemoryAugmentation",
     "HourLlavaModel",
     "HourLlavaPreTrainedModel",

@@ -1,6 +1,7 @@
-"""Video decoding, the video processor and the processor: sibling-only relative imports, so the folder also works as
-remote code next to a saved processor."""
+"""Video decoding, the image and video processors and the processor: sibling-only relative imports, so the folder
+also works as remote code next to a saved processor."""
 
+from .image_processing_hour_llava import HourLlavaImageProcessor
 from .media_access import UnsafeMediaError
 from .processing_hour_llava import VIDEO_TOKEN, HourLlavaProcessor
 from .video_decoding import (
@@ -16,6 +17,7 @@ from .video_processing_hour_llava import EncodedVideo, HourLlavaVideoProcessor
 
 __all__ = [
     "EncodedVideo",
+    "HourLlavaImageProcessor",
     "HourLlavaProcessor",
     "HourLlavaVideoMetadata",
     "HourLlavaVideoProcessor",
