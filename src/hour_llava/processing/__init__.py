@@ -1,7 +1,8 @@
 """Video decoding, the image and video processors and the processor: sibling-only relative imports, so the folder
 also works as remote code next to a saved processor."""
 
-from .image_processing_hour_llava import HourLlavaImageProcessor
+from transformers.utils import is_torchvision_available
+
 from .media_access import UnsafeMediaError
 from .processing_hour_llava import VIDEO_TOKEN, HourLlavaProcessor
 from .video_decoding import (
@@ -15,9 +16,13 @@ from .video_decoding import (
 from .video_processing_hour_llava import EncodedVideo, HourLlavaVideoProcessor
 
 
+# The vLLM plugin's environment has no torchvision (no build matches its torch) and decodes videos with this folder;
+# the image processor is built on transformers' torchvision backend, so it is only there where torchvision is.
+if is_torchvision_available():
+    from .image_processing_hour_llava import HourLlavaImageProcessor
+
 __all__ = [
     "EncodedVideo",
-    "HourLlavaImageProcessor",
     "HourLlavaProcessor",
     "HourLlavaVideoMetadata",
     "HourLlavaVideoProcessor",
@@ -29,3 +34,5 @@ __all__ = [
     "open_video",
     "sample_frame_indices",
 ]
+if is_torchvision_available():
+    __all__.append("HourLlavaImageProcessor")
