@@ -24,7 +24,7 @@ from video_fixtures import level_frames, serve_directory, write_video
 
 from hour_llava import HourLlavaVideoProcessor
 from hour_llava.processing import media_access
-from hour_llava.processing.media_access import UnsafeMediaError
+from hour_llava.processing.media_access import UnsafeMediaError, open_media_bytes
 from hour_llava.processing.video_container import ContainerVideo
 from hour_llava.processing.video_decoding import decode_video
 from hour_llava.training import HourLlavaDataCollator
@@ -106,6 +106,15 @@ def test_hls_playlist_pointing_to_a_host_sends_it_nothing(folders):
         with pytest.raises(UnsafeMediaError, match=r"remote\.m3u8.*'hls'"):
             decode_video(playlist, size=(32, 32))
     assert requests == []
+
+
+def test_uploaded_bytes_holding_a_playlist_are_refused(folders):
+    """A server's upload (vLLM's video loader) opens its bytes under the same single-file rules as a local file."""
+    inside, outside = folders
+    assert open_media_bytes((outside / "private.mp4").read_bytes()).streams.video
+    playlist = hls_playlist(inside / "upload.m3u8", (outside / "private.mp4").as_uri()).read_bytes()
+    with pytest.raises(ValueError, match="single-file video"):
+        open_media_bytes(playlist)
 
 
 def test_playlist_content_behind_a_video_name_is_not_followed(folders):

@@ -278,6 +278,7 @@ class VideoChat:
         model_inputs = self.pipeline.preprocess(Chat(chat_messages(video, question, history)))
         batch = self.pipeline.collate([model_inputs])
         batch.pop("input_text")
+        batch.pop("errors")  # preprocess raises on a bad video here (the pipeline's default, not on_error="skip")
         return {name: value.to(self.model.device) for name, value in batch.items()}
 
     @torch.inference_mode()

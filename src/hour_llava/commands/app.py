@@ -36,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..app import NoModelError, VideoChat, model_and_examples
-    from .ask import check_model
+    from .checks import check_model_argument
 
     try:
         model, examples = model_and_examples(args.model)
-        check_model(model)
+        check_model_argument(model)
     except (NoModelError, ValueError) as error:
         print(f"hour-llava app: {error}", file=sys.stderr)
         return 1

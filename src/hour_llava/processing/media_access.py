@@ -17,6 +17,7 @@ and siblings of this folder.
 """
 
 import errno
+import io
 import os
 import re
 import tempfile
@@ -116,6 +117,15 @@ def open_local_media(path: str) -> av.container.InputContainer:
                 f"(allowed formats: {', '.join(ALLOWED_DEMUXERS)})."
             ) from error
         raise ValueError(f"Could not open {path!r} as a video: {error}") from error
+
+
+def open_media_bytes(data: bytes) -> av.container.InputContainer:
+    """Open an in-memory video (an upload a server received) under the rules of a local file: single-file formats
+    only, so bytes holding a playlist cannot make FFmpeg open the files or hosts it names."""
+    try:
+        return av.open(io.BytesIO(data), mode="r", options=LOCAL_OPEN_OPTIONS)
+    except av.FFmpegError as error:
+        raise ValueError(f"The video ({len(data)} bytes) cannot be read as a single-file video: {error}") from error
 
 
 def refused_demuxer(url: str) -> str | None:

@@ -19,7 +19,6 @@ the processor kwargs, so the hash covers video and question together: two questi
 embeddings, and the same question about the same video is a cache hit.
 """
 
-import io
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from vllm.multimodal.processing import (
 )
 
 from ..processing.processing_hour_llava import HourLlavaProcessor
+from ..processing.media_access import open_media_bytes
 from ..processing.video_decoding import decode_video
 from ..processing.video_processing_hour_llava import HourLlavaVideoProcessor
 from .configuration import HourLlavaVllmConfig
@@ -67,7 +67,7 @@ class EncodedVideoLoader(VideoLoader):
     @classmethod
     def load_bytes(cls, data: bytes, **kwargs) -> tuple[np.ndarray, dict]:
         try:
-            with av.open(io.BytesIO(data)) as container:
+            with open_media_bytes(data) as container:
                 if not container.streams.video:
                     raise ValueError("it has no video stream")
         except (av.FFmpegError, ValueError) as error:
