@@ -29,6 +29,7 @@ from transformers.utils.chat_template_utils import Chat
 from ..pipelines import TASK, VideoTextToTextPipeline
 from ..processing import EncodedVideo, open_video
 from ..video_cache import DEFAULT_MAX_VIDEOS, video_cache_key
+from ..video_features import encode_video
 from .timeline import AttentionTimeline
 
 
@@ -195,16 +196,14 @@ class VideoChat:
         self.pipeline.video_cache.put(key, encoded)
         return encoded, VideoTiming(time.perf_counter() - start, False, encoded.num_frames)
 
-    @torch.inference_mode()
     def encode_video(self, path: str, progress: ProgressCallback | None = None) -> ChatVideo:
         """Decode `path` chunk by chunk into the vision tower, keeping a thumbnail of every frame on the way."""
         thumbnails: list[torch.Tensor] = []
-
-        def encode_chunks(pixel_chunks: Iterable[torch.Tensor]) -> torch.Tensor:
-            return self.model.get_pooled_video_features(self.watch_chunks(pixel_chunks, thumbnails, progress))
-
-        encoded = self.processor.video_processor.encode_video(
-            path, encode_chunks, chunk_size=self.model.config.vision_chunk_size
+        encoded = encode_video(
+            path,
+            self.processor.video_processor,
+            self.model,
+            watch_chunks=lambda pixel_chunks: self.watch_chunks(pixel_chunks, thumbnails, progress),
         )
         return ChatVideo(encoded.pooled_features, encoded.metadata, torch.cat(thumbnails))
 
