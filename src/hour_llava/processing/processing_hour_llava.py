@@ -24,6 +24,7 @@ from .video_processing_hour_llava import (
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 VIDEO_TOKEN = "<video>"  # the placeholder that converted checkpoints and `hour_llava.tiny` tokenizers add
+IMAGE_TOKEN = "<image>"  # the image placeholder, added right after VIDEO_TOKEN
 
 # Qwen ChatML as the reference's `conv_qwen` renders it, with media first in a turn (LLaVA-OneVision's convention,
 # and the reference moves `<image>` to the front) and `{% generation %}` markers for assistant-only losses.
