@@ -109,7 +109,8 @@ def test_small_image_memory_query_and_position_ids(tokenizer, model):
     newline = model.model.image_newline.detach()
     tile_rows = [torch.cat([tokens[1, 5 * r : 5 * r + 5], newline[None]]) for r in range(5)]
     torch.testing.assert_close(memory, torch.cat([tokens[0], *tile_rows]))
-    image_rows = torch.cat([tokens[0, UNIFORM_5X5], torch.stack([tile_rows[r][c] for r in (0, 2, 4) for c in (0, 2, 4, 5)])])
+    kept_tiles = torch.stack([tile_rows[r][c] for r in (0, 2, 4) for c in (0, 2, 4, 5)])  # column 5: the newline
+    image_rows = torch.cat([tokens[0, UNIFORM_5X5], kept_tiles])
     torch.testing.assert_close(query[n0 : n0 + 21], image_rows)
     text = model.get_input_embeddings()(torch.tensor(ids)).detach()
     torch.testing.assert_close(query[:n0], text[:n0])
@@ -595,7 +596,8 @@ def reference_single_image(model, feature, size_hw, random):
     channels, height, width = tiles.shape
     times = (height * width / (9 * g**2)) ** 0.5
     if times > 1.1:
-        tiles = torch.nn.functional.interpolate(tiles[None], [int(height // times), int(width // times)], mode="bilinear")[0]
+        shrunk = [int(height // times), int(width // times)]
+        tiles = torch.nn.functional.interpolate(tiles[None], shrunk, mode="bilinear")[0]
     unpad = tiles.permute(1, 2, 0)
     uh, uw = unpad.shape[:2]
     unpad_ids = torch.arange(uh * uw).reshape(uh, uw)
@@ -701,7 +703,42 @@ def test_multi_image_logits_follow_the_reference_code(tokenizer, model, random):
     if random:  # one `torch.rand(1, P)` per image from the same seed is the same stream as `torch.rand(3, P)`
         generator = torch.Generator().manual_seed(12)
         runs = [random_grid_indices(G, G, generator=generator) for _ in range(3)]
-        inputs |= {"image_kept_indices": torch.cat(runs), "image_kept_lengths": torch.tensor([[len(r), 0] for r in runs])}
+        lengths = torch.tensor([[len(run), 0] for run in runs])
+        inputs |= {"image_kept_indices": torch.cat(runs), "image_kept_lengths": lengths}
     with torch.no_grad():
         logits = model(**inputs).logits[0]
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_num_return_sequences_repeats_each_samples_images(tokenizer, model):
+    """Two samples (a tiled image with a random draw, then two images) generating two sequences each: every copy
+    of a sample answers as that sample does alone."""
+    model.config.spatial_sampling_type = "uniform"
+    single = wide_inputs(tokenizer, model, count=7 + 4 + 3) | {
+        "image_kept_indices": torch.tensor([0, 3, 6, 12, 18, 21, 24, 1, 2, 31, 89]),
+        "image_kept_lengths": torch.tensor([[7, 4]]),
+    }
+    double_ids = image_ids(model, 10) + text_ids(tokenizer, " or ") + image_ids(model, 10)
+    length = max(single["input_ids"].shape[1], len(double_ids))
+    input_ids = torch.full((2, length), tokenizer.pad_token_id)
+    attention_mask = torch.zeros(2, length, dtype=torch.long)
+    for row, ids in enumerate([single["input_ids"][0].tolist(), double_ids]):  # left-padded for generation
+        input_ids[row, length - len(ids) :] = torch.tensor(ids)
+        attention_mask[row, length - len(ids) :] = 1
+    double_kept = torch.tensor([0, 2, 4, 10, 12, 14, 20, 22, 24] * 2)
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "pixel_values": torch.cat([single["pixel_values"], crops(2, seed=9)]),
+        "image_sizes": torch.tensor([WIDE, [30, 40], [50, 20]]),
+        "image_num_crops": torch.tensor([7, 1, 1]),
+        "batch_num_images": torch.tensor([1, 2]),
+        "image_kept_indices": torch.cat([single["image_kept_indices"], double_kept]),
+        "image_kept_lengths": torch.tensor([[7, 4], [9, 0], [9, 0]]),
+    }
+    settings = {"max_new_tokens": 3, "do_sample": False, "num_beams": 2, "num_return_sequences": 2}
+    with torch.no_grad():
+        together = model.generate(**batch, **settings)
+        alone = model.generate(**single, **settings)
+    assert together.shape[0] == 4
+    assert torch.equal(together[:2, length:], alone[:, single["input_ids"].shape[1] :])
