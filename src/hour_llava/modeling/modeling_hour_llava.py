@@ -619,7 +619,9 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         if image_num_crops is not None:
             counts = [int(n) for n in image_num_crops]
             if len(counts) != len(image_sizes):
-                raise ValueError(f"image_num_crops={counts} gives {len(counts)} images, image_sizes {len(image_sizes)}.")
+                raise ValueError(
+                    f"image_num_crops={counts} gives {len(counts)} images, image_sizes {len(image_sizes)}."
+                )
             return counts
         config, counts = self.config, []
         for _, first, count in samples:
