@@ -353,6 +353,8 @@ def test_multi_image_random_keeps_the_given_tokens(tokenizer, model):
          r"size \(24, 60\) \(height, width\) is tiled 2x3 .* 1 \+ 6 crops, but it has 5"),
         ({"batch_num_images": torch.tensor([2])}, r"batch_num_images=\[2\] .* sum to the 1 images"),
         ({"image_sizes": None}, "pixel_values need image_sizes"),
+        ({"pixel_values": crops(7)[None]},
+         r"pixel_values must be \(sum_crops, 3, S, S\).* got shape \(1, 7, 3, 20, 20\)"),
         ({"image_kept_indices": torch.tensor([1, 3]), "image_kept_lengths": torch.tensor([[2, 0]])},
          r"image_kept_indices for a 6x15 tile grid must be non-empty, strictly ascending .* got \[\]"),
         ({"image_kept_indices": torch.tensor([3, 2, 90]), "image_kept_lengths": torch.tensor([[2, 1]])},

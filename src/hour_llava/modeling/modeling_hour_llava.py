@@ -840,6 +840,11 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         elif pooled_video_features is not None:
             video_outputs = self.project_pooled_features(pooled_video_features)
         has_images = pixel_values is not None and pixel_values.shape[0] > 0  # a text-only batch may hold 0 crops
+        if has_images and pixel_values.dim() != 4:
+            raise ValueError(
+                f"pixel_values must be (sum_crops, 3, S, S), every crop of every image in sample order (the "
+                f"HourLlavaImageProcessor's output), got shape {tuple(pixel_values.shape)}."
+            )
         if has_images:
             image_outputs = self.get_image_features(pixel_values, **output_flags)
         inputs_embeds = self.connect_idle_video_modules(
