@@ -111,6 +111,15 @@ def test_several_images_and_text_only_chats(pipe):
     ]
 
 
+def test_a_batch_of_chats_with_left_padding_answers_as_one_by_one(checkpoint, pipe):
+    batched = pipeline("image-text-to-text", model=str(checkpoint), device="cpu")
+    batched.processor.tokenizer.padding_side = "left"  # generation continues every row from its last token
+    chats = [image_chat(WIDE), image_chat(SQUARE, SQUARE, question="Are these two the same, in a few words?")]
+    outputs = batched(text=chats, batch_size=2, return_tensors=True, **GREEDY)
+    for [output], chat in zip(outputs, chats):
+        assert output["generated_token_ids"][-MAX_NEW_TOKENS:].tolist() == direct_sequence(pipe, chat)[-MAX_NEW_TOKENS:]
+
+
 def test_an_image_and_a_prompt_without_a_chat(pipe, tmp_path):
     prompt = pipe.processor.apply_chat_template(image_chat(WIDE), add_generation_prompt=True)
     WIDE.save(tmp_path / "wide.png")
