@@ -2,7 +2,8 @@
 """Build Hour-LLaVA checkpoints in this library's format from the authors' releases or from their parts.
 
 Three starting points, one output layout (docs/design.md): native safetensors shards, an `HourLlavaConfig`, the
-tokenizer with a `<video>` token, processor files, and a model card. Writes go to a staging directory next to the
+tokenizer with `<video>` and `<image>` tokens, processor files (with the image processor tiling as the source was
+trained), and a model card. Writes go to a staging directory next to the
 destination that is renamed into place at the end, so an interrupted run never leaves a checkpoint that looks valid.
 """
 
@@ -23,13 +24,17 @@ import torch
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase, Qwen2Config
 
 from ..modeling import HourLlavaConfig, HourLlavaForConditionalGeneration
-from ..processing import VIDEO_TOKEN, HourLlavaProcessor
+from ..processing import VIDEO_TOKEN, HourLlavaImageProcessor, HourLlavaProcessor
 from .configs import (
     AUTHORS,
+    RELEASED_MAX_TILES,
+    ImageSettings,
     config_from_authors,
     config_from_llava_onevision,
     config_from_siglip_and_qwen2,
     detect_format,
+    image_settings_from_source,
+    released_image_settings,
 )
 from .keys import (
     AUTHORS_RULES,
@@ -46,6 +51,8 @@ from .sources import ConversionError, dtype_of, open_tensors, read_json, resolve
 
 
 logger = logging.getLogger(__name__)
+
+IMAGE_TOKEN = "<image>"  # the image placeholder, a special token next to `<video>`
 
 # Parts a build from LLaVA-OneVision or from SigLIP + Qwen2 starts from scratch, initialised as the reference does.
 MEMAUG_PREFIX = "model.memory_augmentation."
@@ -66,15 +73,30 @@ def authors_training_datasets(source: str) -> list[str]:
 
 
 def load_tokenizer(directory: Path, source: str) -> PreTrainedTokenizerBase:
-    """The source's tokenizer with the `<video>` placeholder added as a special token when it lacks one."""
+    """The source's tokenizer with the `<video>` and `<image>` placeholders added as special tokens (in that order,
+    so a tokenizer that lacks both gets `image_token_id = video_token_id + 1`) when it lacks them."""
     try:
         # Every source's language model is a Qwen2; saying so spares AutoTokenizer parsing the source's config.json.
         tokenizer = AutoTokenizer.from_pretrained(directory, config=Qwen2Config())
     except (OSError, ValueError) as error:
         raise ConversionError(f"Could not load a tokenizer from {source}: {error}") from error
-    if VIDEO_TOKEN not in tokenizer.get_vocab():
-        tokenizer.add_tokens([VIDEO_TOKEN], special_tokens=True)
+    for token in (VIDEO_TOKEN, IMAGE_TOKEN):
+        if token not in tokenizer.get_vocab():
+            tokenizer.add_tokens([token], special_tokens=True)
     return tokenizer
+
+
+def build_image_processor(config: HourLlavaConfig, settings: ImageSettings) -> HourLlavaImageProcessor:
+    """The image processor of a converted checkpoint: crops of the vision tower's size, the source's tile grids."""
+    if settings.max_tiles != RELEASED_MAX_TILES:
+        raise ConversionError(
+            f"The source tiles single images as anyres_max_{settings.max_tiles}; the model caps a tiled image at "
+            f"anyres_max_{RELEASED_MAX_TILES} (every released checkpoint), so it cannot reproduce this one."
+        )
+    size = config.vision_config.image_size
+    return HourLlavaImageProcessor(
+        size={"height": size, "width": size}, image_grid_pinpoints=settings.grid_pinpoints
+    )
 
 
 def load_generation_config(directory: Path, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
@@ -253,6 +275,7 @@ def files_not_of_a_checkpoint(directory: Path) -> list[str]:
 def write_checkpoint(
     model: HourLlavaForConditionalGeneration,
     tokenizer: PreTrainedTokenizerBase,
+    image_processor: HourLlavaImageProcessor,
     destination: str | os.PathLike,
     base_model: str | list[str] | None = None,
     datasets: list[str] | None = None,
@@ -260,7 +283,7 @@ def write_checkpoint(
     overwrite: bool = False,
     sources: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Save model, processor (with the tokenizer) and model card atomically into `destination`.
+    """Save model, processor (with the tokenizer), image processor and model card atomically into `destination`.
 
     With `overwrite`, `destination` may only be an earlier checkpoint of ours, never one of the `sources` (local
     folders the checkpoint was made from) or a folder holding one (see `check_destination`).
@@ -275,6 +298,7 @@ def write_checkpoint(
     with atomic_directory(destination, overwrite, sources) as staging:
         model.save_pretrained(staging, max_shard_size=max_shard_size)
         processor.save_pretrained(staging)
+        image_processor.save_pretrained(staging)  # preprocessor_config.json, read by AutoImageProcessor
         write_model_card(staging, str(destination), base_model=base_model, datasets=datasets)
     return Path(destination)
 
@@ -306,24 +330,41 @@ def convert_checkpoint(
     source_config = read_json(directory / "config.json")
     source_format = detect_format(source_config, source_name)
     tokenizer = load_tokenizer(directory, source_name)
-    video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
+    token_ids = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     with open_tensors(directory) as tensors:
         if source_format == AUTHORS:
-            config = config_from_authors(source_config, video_token_id, source_name, **config_overrides)
+            config = config_from_authors(source_config, *token_ids, source_name, **config_overrides)
             renamed, fresh = rename_tensors(tensors, AUTHORS_RULES), ()
             drop_unused_vision_weights(renamed)  # their 26 layers are the tower; extra layers are refused
         else:
-            config = config_from_llava_onevision(source_config, video_token_id, source_name, **config_overrides)
+            config = config_from_llava_onevision(source_config, *token_ids, source_name, **config_overrides)
             renamed, fresh = rename_tensors(tensors, LLAVA_ONEVISION_RULES), (MEMAUG_PREFIX,)
             drop_unused_vision_weights(renamed, config.vision_config.num_hidden_layers)
         model = assemble_model(config, renamed, source_name, fresh, dtype)
+    settings = source_image_settings(source_config, source_format, config, source_name)
+    image_processor = build_image_processor(config, settings)
     fit_vocabulary(model, tokenizer)
     model.generation_config = load_generation_config(directory, tokenizer)
     base_model = None if Path(source).expanduser().is_dir() else source_name
     if datasets is None and source_format == AUTHORS:
         datasets = authors_training_datasets(source_name)
     sources = local_folders(source, directory)
-    return write_checkpoint(model, tokenizer, destination, base_model, datasets, max_shard_size, overwrite, sources)
+    return write_checkpoint(
+        model, tokenizer, image_processor, destination, base_model, datasets, max_shard_size, overwrite, sources
+    )
+
+
+def source_image_settings(
+    source_config: dict, source_format: str, config: HourLlavaConfig, source: str
+) -> ImageSettings:
+    """The source's tiling: the authors' (width, height) pinpoints and `image_aspect_ratio`, or llava-hf's
+    (height, width) pinpoints and `vision_aspect_ratio`."""
+    crop_size = config.vision_config.image_size
+    if source_format == AUTHORS:
+        return image_settings_from_source(source_config, crop_size, source)
+    return image_settings_from_source(
+        source_config, crop_size, source, width_first=False, aspect_ratio_field="vision_aspect_ratio"
+    )
 
 
 def build_from_siglip_and_qwen2(
@@ -348,6 +389,7 @@ def build_from_siglip_and_qwen2(
         read_json(siglip_dir / "config.json"),
         read_json(qwen2_dir / "config.json"),
         tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
+        tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         f"{siglip} + {qwen2}",
         **config_overrides,
     )
@@ -361,8 +403,9 @@ def build_from_siglip_and_qwen2(
     model.generation_config = load_generation_config(qwen2_dir, tokenizer)
     base_models = [str(name) for name in (siglip, qwen2) if not Path(name).expanduser().is_dir()]
     sources = local_folders(siglip, qwen2, siglip_dir, qwen2_dir)
+    image_processor = build_image_processor(config, released_image_settings(config.vision_config.image_size))
     return write_checkpoint(
-        model, tokenizer, destination, base_models or None, None, max_shard_size, overwrite, sources
+        model, tokenizer, image_processor, destination, base_models or None, None, max_shard_size, overwrite, sources
     )
 
 
