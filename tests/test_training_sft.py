@@ -199,8 +199,8 @@ def script_arguments(checkpoint, data_dir, output_dir, *extra):
     ]  # fmt: skip
 
 
-def load_example_script():
-    spec = importlib.util.spec_from_file_location("sft_videomarathon", REPO / "examples" / "sft_videomarathon.py")
+def load_example_script(name: str = "sft_hour_llava"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -219,6 +219,14 @@ def test_example_script_trains_lora_adapters(data_dir, tmp_path):
     assert (tmp_path / "out" / "adapter_config.json").exists()
 
 
+def test_old_script_name_offers_the_script():
+    script = load_example_script("sft_videomarathon")
+    script_args, _, _ = script.make_parser().parse_args_and_config(
+        ["--data_files", "a.json", "--image_root", "/images", "--output_dir", "out", "--use_cpu", "--bf16", "false"]
+    )
+    assert script_args.image_root == "/images" and script.main.__module__ == "sft_hour_llava"
+
+
 def test_accelerate_launch_with_two_processes(data_dir, tmp_path):
     """Two ranks over gloo, as on a multi-GPU machine. (`accelerate launch --cpu` would start one process: several
     CPU processes need `--multi_gpu`'s torchrun launcher, or mpirun.)"""
@@ -226,7 +234,7 @@ def test_accelerate_launch_with_two_processes(data_dir, tmp_path):
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "examples" / "sft_videomarathon.py"),
+        str(REPO / "examples" / "sft_videomarathon.py"),  # the old name runs the script
         *script_arguments(checkpoint, data_dir, tmp_path / "out", "--stage", "stage3", "--logging_steps", "1"),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
