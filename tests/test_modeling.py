@@ -356,6 +356,14 @@ def test_memaug_depth_zero_feeds_the_decayed_tokens_to_the_llm(tokenizer):
         ({"video_token_id": None}, r"video_token_id=None \(NoneType\) must be a non-negative integer"),
         ({"memaug_rope_theta": "1e6"}, r"memaug_rope_theta='1e6' \(str\) must be a positive number"),
         ({"use_cache": "yes"}, "use_cache='yes' must be true or false"),
+        # images
+        ({"image_token_id": "151648"}, r"image_token_id='151648' \(str\) must be a non-negative integer"),
+        ({"image_token_id": 151647}, "image_token_id=151647 equals video_token_id"),
+        ({"vision_aspect_ratio": "anyres"}, "vision_aspect_ratio='anyres' must be 'anyres_max_<n>'"),
+        ({"vision_aspect_ratio": "anyres_max_0"}, "vision_aspect_ratio='anyres_max_0'"),
+        ({"image_grid_pinpoints": [[224, 300]]}, r"image_grid_pinpoints=\[\[224, 300\]\] must be .* multiple of .* 224"),
+        ({"image_grid_pinpoints": []}, r"image_grid_pinpoints=\[\] must be a non-empty list"),
+        ({"image_grid_pinpoints": [[224]]}, r"image_grid_pinpoints=\[\[224\]\]"),
     ],
 )
 def test_config_validation(overrides, message):
@@ -386,6 +394,12 @@ def test_config_defaults_follow_the_released_checkpoints():
     assert config.num_video_tokens(3600) == 8704
     restored = HourLlavaConfig.from_dict(config.to_dict())
     assert restored.memaug_rope_theta == config.memaug_rope_theta
+    # images: `<image>` right after `<video>`; 27x27 tokens per crop; tiles on grids 1x1 ... 6x6 of 384, at most ~9
+    assert config.image_token_id == config.video_token_id + 1 == 151648
+    assert config.image_grid_size == 27 and config.max_image_tiles == 9
+    assert len(config.image_grid_pinpoints) == 36 and config.image_grid_pinpoints[:2] == [[384, 384], [384, 768]]
+    assert config.image_grid_pinpoints[-1] == [2304, 2304] and restored.image_token_id == 151648
+    assert HourLlavaConfig(video_token_id=7, vision_config={"num_hidden_layers": 1}).image_token_id == 8
 
 
 # ----------------------------------------------------------------------------------------------------------------------

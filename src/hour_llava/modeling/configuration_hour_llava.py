@@ -5,6 +5,8 @@ This file is copied next to saved checkpoints for `trust_remote_code=True` loadi
 and siblings of this folder.
 """
 
+import re
+
 from transformers import AutoConfig, PreTrainedConfig
 
 
@@ -63,7 +65,7 @@ POSITIVE_INT_FIELDS = (
     "memaug_num_key_value_heads",
     "memaug_intermediate_size",
 )
-NON_NEGATIVE_INT_FIELDS = ("video_token_id", "min_video_frames", "memaug_depth")
+NON_NEGATIVE_INT_FIELDS = ("video_token_id", "image_token_id", "min_video_frames", "memaug_depth")
 POSITIVE_FLOAT_FIELDS = ("memaug_rope_theta", "memaug_partial_rotary_factor", "memaug_layer_norm_eps")
 NON_NEGATIVE_FLOAT_FIELDS = ("initializer_range",)
 
@@ -80,6 +82,16 @@ class HourLlavaConfig(PreTrainedConfig):
             Qwen2 config. Defaults to Qwen2-7B's shape.
         video_token_id (`int`, *optional*, defaults to 151647):
             Id of the video placeholder token (`<video>`) that the processor expands to the decayed-token count.
+        image_token_id (`int`, *optional*, defaults to `video_token_id + 1`):
+            Id of the image placeholder token (`<image>`, added to the tokenizer right after `<video>`), which the
+            processor expands to the image's refined-token count.
+        image_grid_pinpoints (`list[list[int]]`, *optional*):
+            Candidate `[height, width]` resolutions a single image is tiled at, each a whole grid of
+            `vision_config.image_size` tiles; must be the image processor's. Defaults to the grids 1x1 ... 6x6 of
+            such tiles, as in every released checkpoint.
+        vision_aspect_ratio (`str`, *optional*, defaults to `"anyres_max_9"`):
+            `anyres_max_<n>`: a single image's tile-feature grid larger than about `n` tiles' worth of tokens is
+            bilinearly shrunk (spec 4.2).
         projector_hidden_act (`str`, *optional*, defaults to `"gelu"`):
             Activation between the projector's two linear layers.
         video_pool_size (`int`, *optional*, defaults to 8):
@@ -145,6 +157,9 @@ class HourLlavaConfig(PreTrainedConfig):
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
     video_token_id: int = 151647
+    image_token_id: int | None = None
+    image_grid_pinpoints: list[list[int]] | None = None
+    vision_aspect_ratio: str = "anyres_max_9"
     projector_hidden_act: str = "gelu"
     video_pool_size: int = 8
     spatial_keep_tokens: int = 16
@@ -178,6 +193,11 @@ class HourLlavaConfig(PreTrainedConfig):
             self.memaug_rope_theta = float(_text_rope_theta(text))
         if self.memaug_intermediate_size is None:
             self.memaug_intermediate_size = 4 * text.hidden_size
+        if self.image_token_id is None and isinstance(self.video_token_id, int):
+            self.image_token_id = self.video_token_id + 1
+        if self.image_grid_pinpoints is None:
+            tile = self.vision_config.image_size
+            self.image_grid_pinpoints = [[i * tile, j * tile] for i in range(1, 7) for j in range(1, 7)]
         # LLaVA-OneVision's convention: the tie flag may live only in the text config of converted checkpoints.
         if not self.tie_word_embeddings and getattr(text, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
@@ -225,7 +245,8 @@ class HourLlavaConfig(PreTrainedConfig):
                 f"memory_position_mode={self.memory_position_mode!r} is not one of {MEMORY_POSITION_MODES}."
             )
         self._validate_forgetting()
-        patches_per_side = self.vision_config.image_size // self.vision_config.patch_size
+        self._validate_images()
+        patches_per_side = self.image_grid_size
         if self.video_pool_size > patches_per_side:
             raise ValueError(
                 f"video_pool_size={self.video_pool_size} is larger than the vision tower's {patches_per_side}x"
@@ -265,6 +286,43 @@ class HourLlavaConfig(PreTrainedConfig):
                 f"spatial_keep_tokens={self.spatial_keep_tokens} must be a square whose side divides "
                 f"video_pool_size={self.video_pool_size}, so the uniform grid can keep evenly spaced tokens."
             )
+
+    def _validate_images(self) -> None:
+        if self.image_token_id == self.video_token_id:
+            raise ValueError(
+                f"image_token_id={self.image_token_id} equals video_token_id: images and videos need their own "
+                "placeholder tokens."
+            )
+        if self.max_image_tiles is None:
+            raise ValueError(
+                f"vision_aspect_ratio={self.vision_aspect_ratio!r} must be 'anyres_max_<n>' with n >= 1 (the "
+                "released checkpoints use 'anyres_max_9')."
+            )
+        tile = self.vision_config.image_size
+        pinpoints = self.image_grid_pinpoints
+        valid = isinstance(pinpoints, (list, tuple)) and len(pinpoints) > 0
+        for pinpoint in pinpoints if valid else ():
+            valid = valid and (
+                isinstance(pinpoint, (list, tuple))
+                and len(pinpoint) == 2
+                and all(isinstance(side, int) and side > 0 and side % tile == 0 for side in pinpoint)
+            )
+        if not valid:
+            raise ValueError(
+                f"image_grid_pinpoints={pinpoints!r} must be a non-empty list of [height, width] pairs, each a "
+                f"positive multiple of the vision tower's image_size {tile}."
+            )
+
+    @property
+    def max_image_tiles(self) -> int | None:
+        """`n` of `vision_aspect_ratio="anyres_max_<n>"` (None when the setting is malformed)."""
+        match = re.fullmatch(r"anyres_max_([1-9]\d*)", str(self.vision_aspect_ratio))
+        return int(match.group(1)) if match else None
+
+    @property
+    def image_grid_size(self) -> int:
+        """Side of the vision tower's patch grid: every image crop gives `image_grid_size**2` tokens (27 for so400m)."""
+        return self.vision_config.image_size // self.vision_config.patch_size
 
     @property
     def memaug_head_dim(self) -> int:

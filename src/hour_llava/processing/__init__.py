@@ -4,7 +4,7 @@ also works as remote code next to a saved processor."""
 from transformers.utils import is_torchvision_available
 
 from .media_access import UnsafeMediaError
-from .processing_hour_llava import VIDEO_TOKEN, HourLlavaProcessor
+from .processing_hour_llava import IMAGE_TOKEN, VIDEO_TOKEN, HourLlavaProcessor
 from .video_decoding import (
     HourLlavaVideoMetadata,
     VideoChunk,
@@ -26,6 +26,7 @@ __all__ = [
     "HourLlavaProcessor",
     "HourLlavaVideoMetadata",
     "HourLlavaVideoProcessor",
+    "IMAGE_TOKEN",
     "UnsafeMediaError",
     "VIDEO_TOKEN",
     "VideoChunk",
