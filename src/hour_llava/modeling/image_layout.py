@@ -118,3 +118,77 @@ def uniform_anyres_image_token_count(height: int, width: int, grid_size: int) ->
     half = -(-grid_size // 2)
     kept_rows, kept_cols = -(-height // 2), -(-width // 2)
     return half * half + kept_rows * kept_cols + kept_rows
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# MemAug position ids of an image's memory (keys) and decayed tokens (query), spec §4.2 / §4.2a
+# ----------------------------------------------------------------------------------------------------------------------
+def base_grid_position_ids(grid_size: int, height: int, width: int) -> torch.Tensor:
+    """`(grid_size**2,)` ids of the base crop's tokens: the tile grid's own ids, sampled nearest-neighbour.
+
+    The reference gives the base crop no ids of its own: its `g x g` grid reuses the `height x width` tile grid's
+    raster ids at rows `linspace(0, height - 1, g).round()` and columns `linspace(0, width - 1, g).round()` (float32,
+    round half to even), so a base token and the tile tokens over the same spot share a RoPE position.
+    """
+    rows = torch.linspace(0, height - 1, grid_size, dtype=torch.float32).round().long()
+    cols = torch.linspace(0, width - 1, grid_size, dtype=torch.float32).round().long()
+    return (rows[:, None] * width + cols[None, :]).flatten()
+
+
+def tile_memory_position_ids(height: int, width: int) -> torch.Tensor:
+    """`(height * (width + 1),)` ids of the tile grid in the memory: each row's raster ids, then its newline.
+
+    Every newline has the same id, `height * width` (one past the last token), which is also the index of the
+    newline when it is appended after the `height * width` flattened tile tokens.
+    """
+    ids = torch.arange(height * width).view(height, width)
+    newlines = torch.full((height, 1), height * width)
+    return torch.cat([ids, newlines], dim=1).flatten()
+
+
+def rows_closed_by_newlines(kept_indices: torch.Tensor, width: int, newline_id: int) -> torch.Tensor:
+    """Ascending kept raster indices of a grid `width` wide, with `newline_id` after the last one of every row
+    that keeps any (the reference's `add_grid_image_newline`: exactly one newline per non-empty kept row)."""
+    rows = torch.div(kept_indices, width, rounding_mode="floor")
+    row_ends = torch.ones_like(rows, dtype=torch.bool)
+    row_ends[:-1] = rows[1:] != rows[:-1]
+    newline_counts = row_ends.long()
+    positions = torch.arange(kept_indices.numel()) + torch.cumsum(newline_counts, 0) - newline_counts
+    closed = torch.full((kept_indices.numel() + int(row_ends.sum()),), newline_id, dtype=torch.long)
+    closed[positions] = kept_indices.long()
+    return closed
+
+
+def multi_image_position_ids(
+    image_index: int, num_images: int, grid_size: int, kept_indices: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(memory_ids, query_ids)` of image `image_index` of a sample with `num_images` images (one crop each).
+
+    Its `P = grid_size**2` tokens have the ids `image_index * P + s` and its newline, in the memory and in the query,
+    the id `num_images * P` that every newline of the sample shares; the query keeps `kept_indices`.
+    """
+    tokens = grid_size * grid_size
+    newline = torch.tensor([num_images * tokens])
+    memory_ids = torch.cat([torch.arange(tokens) + image_index * tokens, newline])
+    query_ids = torch.cat([kept_indices.long() + image_index * tokens, newline])
+    return memory_ids, query_ids
+
+
+def split_kept_indices(
+    kept_indices: torch.Tensor, kept_lengths: torch.Tensor, num_images: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The processor's `image_kept_indices` `(sum_kept,)` cut by `image_kept_lengths` `(num_images, 2)` into one
+    `(base_run, tile_run)` pair per image (the tile run is empty for an image of a multi-image sample)."""
+    kept_lengths = torch.as_tensor(kept_lengths).reshape(-1, 2) if kept_lengths is not None else None
+    if kept_lengths is None or kept_lengths.shape[0] != num_images or bool((kept_lengths < 0).any()):
+        raise ValueError(
+            f"image_kept_lengths must be a (num_images, 2) tensor of run lengths for the {num_images} images, got "
+            f"{None if kept_lengths is None else kept_lengths.tolist()}."
+        )
+    if int(kept_lengths.sum()) != kept_indices.numel():
+        raise ValueError(
+            f"image_kept_lengths sum to {int(kept_lengths.sum())} but image_kept_indices holds "
+            f"{kept_indices.numel()} indices."
+        )
+    runs = kept_indices.reshape(-1).long().cpu().split(kept_lengths.flatten().tolist())
+    return list(zip(runs[0::2], runs[1::2]))

@@ -62,7 +62,30 @@ def random_spatial_indices(
 
 
 @dataclass
-class VideoMemory:
+class MediaMemory:
+    """One video's or image's memory (MemAug's keys) and decayed tokens (its query rows), with their 1D position ids.
+
+    Attributes:
+        repository: `(M, D)` the memory repository.
+        repository_position_ids: `(M,)` its position ids.
+        decayed: `(K, D)` the tokens that survive forgetting (what the language model gets, once refined).
+        decayed_position_ids: `(K,)` their ids, in the same space as the repository's.
+    """
+
+    repository: torch.Tensor
+    repository_position_ids: torch.Tensor
+    decayed: torch.Tensor
+    decayed_position_ids: torch.Tensor
+
+    @property
+    def position_span(self) -> int:
+        """How far the MemAug query's ids move on past these tokens: one past their largest id, as the reference's
+        running maximum does."""
+        return int(self.decayed_position_ids.max()) + 1
+
+
+@dataclass
+class VideoMemory(MediaMemory):
     """One video's memory repository and its decayed tokens, with their 1D position ids.
 
     Attributes:
@@ -75,12 +98,13 @@ class VideoMemory:
             duplicating frames, so a decoded frame may fill several repository frames).
     """
 
-    repository: torch.Tensor
-    repository_position_ids: torch.Tensor
-    decayed: torch.Tensor
-    decayed_position_ids: torch.Tensor
     kept_frames: torch.Tensor
     source_frames: torch.Tensor
+
+    @property
+    def position_span(self) -> int:
+        """The whole repository (spec 4.1 step 5: text after the video continues at `n0 + T * 65`)."""
+        return self.repository.shape[0]
 
     def kept_source_frames(self) -> torch.Tensor:
         """The decoded frames whose tokens survive forgetting, ascending, each once."""
@@ -138,17 +162,44 @@ def memaug_query_position_ids(
     Text before the video counts from 0; video tokens keep their memory ids shifted past that text; text after the
     video continues after the whole repository span.
     """
-    device = decayed_position_ids.device
-    before = torch.arange(num_text_before, device=device)
-    video = decayed_position_ids + num_text_before
-    after = torch.arange(num_text_after, device=device) + num_text_before + repository_length
-    return torch.cat([before, video, after])
+    ids, _ = interleaved_query_position_ids(
+        [num_text_before, num_text_after], [decayed_position_ids], [repository_length]
+    )
+    return ids
+
+
+def interleaved_query_position_ids(
+    text_lengths: list[int], media_position_ids: list[torch.Tensor], media_spans: list[int]
+) -> tuple[torch.Tensor, list[int]]:
+    """Position ids of the MemAug query `[text 0 ; media 0 ; text 1 ; ... ; media k-1 ; text k]`, and each media's
+    offset (reference spec 4.1 step 5, and §4.2 for several images).
+
+    Ids run on from one past the largest id so far: a text segment counts up from there, a media's decayed tokens
+    keep their memory ids shifted to start there, and the next segment starts `media_spans[i]` past that shift.
+    """
+    if len(text_lengths) != len(media_position_ids) + 1 or len(media_spans) != len(media_position_ids):
+        raise ValueError(
+            f"{len(text_lengths)} text segments cannot interleave {len(media_position_ids)} media: they need one "
+            "more text segment (possibly empty) than media."
+        )
+    device = media_position_ids[0].device if media_position_ids else None
+    next_id, parts, offsets = 0, [], []
+    for index, num_text in enumerate(text_lengths):
+        parts.append(torch.arange(num_text, device=device) + next_id)
+        next_id += num_text
+        if index < len(media_position_ids):
+            offsets.append(next_id)
+            parts.append(media_position_ids[index].to(device) + next_id)
+            next_id += media_spans[index]
+    return torch.cat(parts), offsets
 
 
 __all__ = [
+    "MediaMemory",
     "VideoMemory",
     "assemble_video_memory",
     "kept_source_frames",
+    "interleaved_query_position_ids",
     "memaug_query_position_ids",
     "random_spatial_indices",
     "temporal_keep_indices",

@@ -33,10 +33,22 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 
 from .configuration_hour_llava import HourLlavaConfig
+from .image_layout import (
+    anyres_tile_grid,
+    base_grid_position_ids,
+    capped_feature_grid,
+    multi_image_position_ids,
+    rows_closed_by_newlines,
+    split_kept_indices,
+    tile_memory_position_ids,
+    uniform_grid_indices,
+    unpadded_feature_grid,
+)
 from .memory import (
+    MediaMemory,
     VideoMemory,
     assemble_video_memory,
-    memaug_query_position_ids,
+    interleaved_query_position_ids,
     random_spatial_indices,
     temporal_keep_indices,
     uniform_spatial_indices,
@@ -57,7 +69,9 @@ REMOTE_CODE_AUTO_MAP = {
 }
 
 # Inputs that only the prefill step reads: generation drops them afterwards, the KV cache holds what they produced.
+# (transformers itself drops `pixel_values`, `pixel_values_videos` and `image_sizes` after prefill.)
 VIDEO_PREFILL_INPUTS = ("video_num_frames", "pooled_video_features", "memaug_query_mask", "forgetting_generator")
+IMAGE_PREFILL_INPUTS = ("image_num_crops", "batch_num_images", "image_kept_indices", "image_kept_lengths")
 
 
 def has_trainable_parameters(*parts: nn.Module | nn.Parameter) -> bool:
@@ -104,7 +118,7 @@ def concat_per_layer(per_chunk: Iterable[tuple[torch.Tensor, ...] | None]) -> tu
 class HourLlavaPreTrainedModel(PreTrainedModel):
     config: HourLlavaConfig
     base_model_prefix = "model"
-    input_modalities = ("video", "text")
+    input_modalities = ("image", "video", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["HourLlavaMemAugLayer"]
     _skip_keys_device_placement = ["past_key_values", "cache"]
@@ -210,7 +224,7 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         The pooled states are the last encoder layer's: the tower's `post_layernorm` is an identity here (never
         applied, as in the reference). `output_hidden_states` / `output_attentions` reach the tower.
         """
-        outputs = self.vision_tower(pixel_values.to(self.vision_tower.dtype), **kwargs)
+        outputs = self.run_vision_tower(pixel_values, **kwargs)
         outputs.last_hidden_state = self.pool_frame_features(outputs.last_hidden_state)
         return outputs
 
@@ -236,12 +250,51 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         """
         if pixel_values_videos.dim() == 5:
             pixel_values_videos = pixel_values_videos.flatten(0, 1)
+        return self.encode_in_chunks(
+            pixel_values_videos, self.get_pooled_frame_features, HourLlavaVideoOutput, vision_chunk_size, **kwargs
+        )
+
+    @can_return_tuple
+    def get_image_features(
+        self,
+        pixel_values: torch.FloatTensor,
+        vision_chunk_size: int | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | BaseModelOutputWithPooling:
+        r"""
+        Run the vision tower over every image crop, `vision_chunk_size` crops at a time, without pooling.
+
+        pixel_values (`torch.FloatTensor` of shape `(sum_crops, 3, S, S)`):
+            Every crop of every image (`HourLlavaImageProcessor`'s output).
+        vision_chunk_size (`int`, *optional*):
+            Crops per pass through the tower; `config.vision_chunk_size` by default.
+
+        Returns a `BaseModelOutputWithPooling` whose `last_hidden_state` holds the vision tower's last encoder layer
+        (before SigLIP's post-layernorm, as the reference reads it), `(sum_crops, g*g, C_vision)`, and whose
+        `pooler_output` holds the projected crop tokens, `(sum_crops, g*g, D)`: spec §3, 729 tokens per crop.
+        """
+        return self.encode_in_chunks(
+            pixel_values, self.run_vision_tower, BaseModelOutputWithPooling, vision_chunk_size, **kwargs
+        )
+
+    def run_vision_tower(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]):
+        return self.vision_tower(pixel_values.to(self.vision_tower.dtype), **kwargs)
+
+    def encode_in_chunks(
+        self,
+        pixel_values: torch.Tensor,
+        encode,
+        output_class: type[BaseModelOutputWithPooling],
+        vision_chunk_size: int | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPooling:
+        """`encode` every chunk of `vision_chunk_size` crops or frames, join the chunks and project the states."""
         chunk_size = vision_chunk_size or self.config.vision_chunk_size
-        chunks = [self.get_pooled_frame_features(chunk, **kwargs) for chunk in pixel_values_videos.split(chunk_size)]
-        pooled = torch.cat([chunk.last_hidden_state for chunk in chunks])
-        return HourLlavaVideoOutput(
-            last_hidden_state=pooled,
-            pooler_output=self.multi_modal_projector(pooled),
+        chunks = [encode(chunk, **kwargs) for chunk in pixel_values.split(chunk_size)]
+        states = torch.cat([chunk.last_hidden_state for chunk in chunks])
+        return output_class(
+            last_hidden_state=states,
+            pooler_output=self.multi_modal_projector(states),
             hidden_states=concat_per_layer(chunk.hidden_states for chunk in chunks),
             attentions=concat_per_layer(chunk.attentions for chunk in chunks),
         )
@@ -308,18 +361,119 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         return counts
 
     # ----------------------------------------------------------------------------------------------------------
+    # Image memory and forgetting (spec 4.2 / 4.2a)
+    # ----------------------------------------------------------------------------------------------------------
+    def anyres_tile_features(self, tile_tokens: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """A single image's tile tokens `(rows * cols, g*g, D)` as one `(h, w, D)` grid: tiles side by side, the
+        rows and columns that saw only padding removed, shrunk bilinearly when larger than `max_image_tiles` tiles."""
+        config, grid = self.config, self.config.image_grid_size
+        rows, cols = anyres_tile_grid(image_size, config.image_grid_pinpoints, config.vision_config.image_size)
+        if tile_tokens.shape[0] != rows * cols:
+            raise ValueError(
+                f"An image of size {tuple(image_size)} (height, width) is tiled {rows}x{cols} by "
+                f"config.image_grid_pinpoints, so it needs 1 + {rows * cols} crops, but it has "
+                f"{tile_tokens.shape[0] + 1} (image_num_crops); the image processor's pinpoints must be the model's."
+            )
+        hidden = tile_tokens.shape[-1]
+        tiles = tile_tokens.view(rows, cols, grid, grid, hidden).permute(0, 2, 1, 3, 4).reshape(rows * grid, -1, hidden)
+        height, width = unpadded_feature_grid(image_size, (rows * grid, cols * grid))
+        top, left = (rows * grid - height) // 2, (cols * grid - width) // 2
+        tiles = tiles[top : top + height, left : left + width]
+        capped = capped_feature_grid(height, width, grid, config.max_image_tiles)
+        if capped != (height, width):
+            channels_first = tiles.permute(2, 0, 1)[None]
+            resized = nn.functional.interpolate(channels_first, size=capped, mode="bilinear", align_corners=False)
+            tiles = resized[0].permute(1, 2, 0)
+        return tiles
+
+    def build_anyres_image_memory(
+        self,
+        crop_tokens: torch.Tensor,
+        image_size: tuple[int, int],
+        kept: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> MediaMemory:
+        """Memory and decayed tokens of a sample's single image from its projected crops `(1 + n, g*g, D)`.
+
+        Memory `[base g*g ; tile rows, each closed by a newline]`: tile ids `arange(h*w)`, the base reusing them
+        (`base_grid_position_ids`), every newline `h*w`. Decayed `[base kept ; tile kept, a newline after every row
+        that keeps any]`. `kept` is `(base_run, tile_run)` of raster indices; uniform `[::2, ::2]` when None.
+        """
+        grid = self.config.image_grid_size
+        base, tiles = crop_tokens[0], self.anyres_tile_features(crop_tokens[1:], image_size)
+        height, width, hidden = tiles.shape
+        base_kept, tile_kept = kept if kept is not None else (None, None)
+        base_kept = self.checked_kept_indices(base_kept, grid, grid, "base crop")
+        tile_kept = self.checked_kept_indices(tile_kept, height, width, f"{height}x{width} tile grid")
+        device = crop_tokens.device
+        # the newline is appended after the flattened tiles, at index h*w: its position id is also its index
+        tile_tokens = torch.cat([tiles.reshape(height * width, hidden), self.image_newline[None].to(tiles.dtype)])
+        base_ids = base_grid_position_ids(grid, height, width).to(device)
+        tile_memory_ids = tile_memory_position_ids(height, width).to(device)
+        tile_query_ids = rows_closed_by_newlines(tile_kept, width, height * width).to(device)
+        base_kept = base_kept.to(device)
+        return MediaMemory(
+            repository=torch.cat([base, tile_tokens[tile_memory_ids]]),
+            repository_position_ids=torch.cat([base_ids, tile_memory_ids]),
+            decayed=torch.cat([base[base_kept], tile_tokens[tile_query_ids]]),
+            decayed_position_ids=torch.cat([base_ids[base_kept], tile_query_ids]),
+        )
+
+    def build_multi_image_memories(
+        self, crop_tokens: torch.Tensor, kept: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> list[MediaMemory]:
+        """Memory and decayed tokens of each image of a multi-image sample, from their crops `(N, g*g, D)`.
+
+        Image `i` keeps its `g*g` tokens plus a newline in the memory (ids `i*g*g + s`, newline `N*g*g`) and its kept
+        tokens plus a newline in the query; `kept[i][0]` are its kept raster indices, uniform `[::2, ::2]` when None.
+        """
+        grid, num_images = self.config.image_grid_size, crop_tokens.shape[0]
+        newline = self.image_newline[None].to(crop_tokens.dtype)
+        memories = []
+        for index, tokens in enumerate(crop_tokens):
+            image_kept = self.checked_kept_indices(None if kept is None else kept[index][0], grid, grid, "image")
+            memory_ids, query_ids = multi_image_position_ids(index, num_images, grid, image_kept)
+            image_kept = image_kept.to(tokens.device)
+            memories.append(
+                MediaMemory(
+                    repository=torch.cat([tokens, newline]),
+                    repository_position_ids=memory_ids.to(tokens.device),
+                    decayed=torch.cat([tokens[image_kept], newline]),
+                    decayed_position_ids=query_ids.to(tokens.device),
+                )
+            )
+        return memories
+
+    def checked_kept_indices(self, kept: torch.Tensor | None, height: int, width: int, what: str) -> torch.Tensor:
+        """The given kept raster indices of a `height x width` grid, checked; the uniform `[::2, ::2]` when None."""
+        if kept is None:
+            if self.uses_random_forgetting():
+                raise ValueError(
+                    "Images in training mode with config.spatial_sampling_type='random' need image_kept_indices and "
+                    "image_kept_lengths: call the processor with image_forgetting='random' (the training collator "
+                    "does), so that the placeholder count matches the random draw."
+                )
+            return uniform_grid_indices(height, width)
+        kept = kept.long().cpu()
+        ascending = bool((kept[1:] > kept[:-1]).all())
+        if kept.numel() == 0 or not ascending or int(kept[0]) < 0 or int(kept[-1]) >= height * width:
+            raise ValueError(
+                f"image_kept_indices for a {what} must be non-empty, strictly ascending raster indices of its "
+                f"{height}x{width} grid (0..{height * width - 1}), got {kept.tolist()}."
+            )
+        return kept
+
+    # ----------------------------------------------------------------------------------------------------------
     # MemAug over each sample's [text before ; decayed video ; text after]
     # ----------------------------------------------------------------------------------------------------------
     def get_placeholder_mask(
-        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor, token_id: int | None = None
     ) -> torch.Tensor:
-        """`(B, L)` bool mask of the video placeholder tokens."""
+        """`(B, L)` bool mask of the placeholder tokens `token_id` (the video placeholder by default)."""
+        token_id = self.config.video_token_id if token_id is None else token_id
         if input_ids is not None:
-            return input_ids == self.config.video_token_id
-        video_embedding = self.get_input_embeddings()(
-            torch.tensor(self.config.video_token_id, dtype=torch.long, device=inputs_embeds.device)
-        )
-        return (inputs_embeds == video_embedding).all(-1)
+            return input_ids == token_id
+        embedding = self.get_input_embeddings()(torch.tensor(token_id, dtype=torch.long, device=inputs_embeds.device))
+        return (inputs_embeds == embedding).all(-1)
 
     def refine_video_tokens(
         self,
@@ -335,30 +489,178 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         With `output_attentions` (and eager MemAug attention), also the share of the decayed-video queries'
         cross-attention that lands on each decoded frame (see `HourLlavaVideoOutput.memory_attention`).
         """
-        if not self.memory_augmentation.layers:  # memaug_depth=0: the decayed tokens go to the LLM as they are
-            return memory.decayed, None
-        text_before = sample_embeds[:start][query_text_mask[:start]]
-        text_after = sample_embeds[end:][query_text_mask[end:]]
-        query = torch.cat([text_before, memory.decayed.to(sample_embeds.dtype), text_after])
-        num_before, num_video = text_before.shape[0], memory.decayed.shape[0]
-        query_position_ids = memaug_query_position_ids(
-            num_before, memory.decayed_position_ids, memory.repository.shape[0], text_after.shape[0]
+        refined, attentions = self.refine_media_tokens(
+            sample_embeds, query_text_mask, [(start, end)], [memory], output_attentions
         )
-        repository_position_ids = memory.repository_position_ids
-        if self.config.memory_position_mode == "aligned":
-            repository_position_ids = repository_position_ids + num_before
+        if attentions is None:
+            return refined[0], None
+        return refined[0], memory.per_source_frame(attentions[0])
+
+    def refine_media_tokens(
+        self,
+        sample_embeds: torch.Tensor,
+        query_text_mask: torch.Tensor,
+        spans: list[tuple[int, int]],
+        memories: list[MediaMemory],
+        output_attentions: bool = False,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """MemAug over one sample: the query `[text ; media 0 ; text ; ... ; text]` (each media's decayed tokens at
+        its placeholder span `[start, end)`, the text between them filtered by `query_text_mask`) reads the memories
+        of all the sample's media, concatenated. Returns each media's refined rows, and with `output_attentions`
+        (eager MemAug attention) each media's query rows' cross-attention over that memory, averaged, `(M,)`.
+
+        Query ids as the reference builds them (`interleaved_query_position_ids`); memory ids as each media has
+        them, or, with `memory_position_mode="aligned"`, shifted by the same offset as its query tokens.
+        """
+        if not self.memory_augmentation.layers:  # memaug_depth=0: the decayed tokens go to the LLM as they are
+            return [memory.decayed for memory in memories], None
+        bounds = [0, *(edge for span in spans for edge in span), sample_embeds.shape[0]]
+        texts = [sample_embeds[a:b][query_text_mask[a:b]] for a, b in zip(bounds[0::2], bounds[1::2])]
+        query_position_ids, offsets = interleaved_query_position_ids(
+            [text.shape[0] for text in texts],
+            [memory.decayed_position_ids for memory in memories],
+            [memory.position_span for memory in memories],
+        )
+        query, rows = [texts[0]], []
+        for memory, text in zip(memories, texts[1:]):
+            start = sum(part.shape[0] for part in query)
+            rows.append((start, start + memory.decayed.shape[0]))
+            query += [memory.decayed.to(sample_embeds.dtype), text]
+        aligned = self.config.memory_position_mode == "aligned"
         outputs = self.memory_augmentation(
-            query[None],
-            memory.repository.to(sample_embeds.dtype)[None],
+            torch.cat(query)[None],
+            torch.cat([memory.repository for memory in memories]).to(sample_embeds.dtype)[None],
             query_position_ids[None],
-            repository_position_ids[None],
+            torch.cat(
+                [m.repository_position_ids + (offset if aligned else 0) for m, offset in zip(memories, offsets)]
+            )[None],
             output_attentions=output_attentions,
         )
-        refined = outputs.last_hidden_state[0, num_before : num_before + num_video]
+        refined = [outputs.last_hidden_state[0, start:end] for start, end in rows]
         if not outputs.attentions:  # not asked for, or an attention implementation that never builds the weights
             return refined, None
-        video_rows = torch.stack([weights[0, :, num_before : num_before + num_video] for weights in outputs.attentions])
-        return refined, memory.per_source_frame(video_rows.float().mean(dim=(0, 1, 2)))
+        attentions = [
+            torch.stack([weights[0, :, start:end] for weights in outputs.attentions]).float().mean(dim=(0, 1, 2))
+            for start, end in rows
+        ]
+        return refined, attentions
+
+    def insert_image_tokens(
+        self,
+        inputs_embeds: torch.Tensor,
+        image_token_mask: torch.Tensor,
+        query_text_mask: torch.Tensor,
+        image_outputs: BaseModelOutputWithPooling,
+        image_sizes: torch.Tensor,
+        image_num_crops: torch.Tensor | None,
+        batch_num_images: torch.Tensor | None,
+        image_kept_indices: torch.Tensor | None,
+        image_kept_lengths: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Memory, forgetting and MemAug for every image; returns the embeddings with the refined image tokens."""
+        if image_sizes is None:
+            raise ValueError("pixel_values need image_sizes (the processor's output), to lay out and unpad the tiles.")
+        sizes = [tuple(int(side) for side in size) for size in torch.as_tensor(image_sizes).reshape(-1, 2)]
+        samples = self.images_per_sample(image_token_mask, batch_num_images, len(sizes))
+        crop_tokens = image_outputs.pooler_output
+        crop_counts = self.image_crop_counts(sizes, samples, image_num_crops)
+        if len(crop_counts) != len(sizes) or sum(crop_counts) != crop_tokens.shape[0]:
+            raise ValueError(
+                f"The {len(sizes)} images (image_sizes) have {crop_counts} crops (image_num_crops), which does not "
+                f"split the {crop_tokens.shape[0]} crops of pixel_values."
+            )
+        crops = crop_tokens.split(crop_counts)
+        kept = [None] * len(sizes)
+        if image_kept_indices is not None:
+            kept = split_kept_indices(torch.as_tensor(image_kept_indices), image_kept_lengths, len(sizes))
+        refined = []
+        for sample, first, count in samples:
+            if count == 1:
+                memories = [self.build_anyres_image_memory(crops[first], sizes[first], kept[first])]
+            else:
+                memories = self.build_multi_image_memories(
+                    torch.cat(crops[first : first + count]), self.multi_image_kept(kept[first : first + count])
+                )
+            spans = self.image_spans(image_token_mask[sample], [m.decayed.shape[0] for m in memories], sample)
+            tokens, _ = self.refine_media_tokens(inputs_embeds[sample], query_text_mask[sample], spans, memories)
+            refined += tokens
+        refined = torch.cat(refined).to(inputs_embeds.dtype)
+        return inputs_embeds.masked_scatter(image_token_mask.unsqueeze(-1).to(inputs_embeds.device), refined)
+
+    @staticmethod
+    def images_per_sample(
+        image_token_mask: torch.Tensor, batch_num_images: torch.Tensor | None, num_images: int
+    ) -> list[tuple[int, int, int]]:
+        """`(sample, first image, number of images)` of every sample with images, in batch order.
+
+        Without `batch_num_images`, each sample with image placeholders has one image (LLaVA-OneVision's default).
+        """
+        has_tokens = image_token_mask.any(-1).tolist()
+        counts = [int(n) for n in batch_num_images] if batch_num_images is not None else [int(h) for h in has_tokens]
+        if len(counts) != len(has_tokens) or sum(counts) != num_images:
+            raise ValueError(
+                f"batch_num_images={counts} must give the number of images of each of the {len(has_tokens)} samples "
+                f"and sum to the {num_images} images given (image_sizes)."
+            )
+        samples, first = [], 0
+        for sample, (count, has_placeholders) in enumerate(zip(counts, has_tokens)):
+            if bool(count) != has_placeholders:
+                raise ValueError(
+                    f"Sample {sample} has {count} images (batch_num_images) but "
+                    f"{'' if has_placeholders else 'no '}image placeholder tokens."
+                )
+            if count:
+                samples.append((sample, first, count))
+                first += count
+        return samples
+
+    def image_crop_counts(
+        self, image_sizes: list[tuple[int, int]], samples: list[tuple[int, int, int]], image_num_crops
+    ) -> list[int]:
+        """Crops per image: `image_num_crops`, or what the image processor makes (`1 + rows * cols` for a sample's
+        single image, one for each image of a multi-image sample); checked against the crops given."""
+        if image_num_crops is not None:
+            return [int(n) for n in image_num_crops]
+        config, counts = self.config, []
+        for _, first, count in samples:
+            for size in image_sizes[first : first + count]:
+                rows, cols = anyres_tile_grid(size, config.image_grid_pinpoints, config.vision_config.image_size)
+                counts.append(1 + rows * cols if count == 1 else 1)
+        return counts
+
+    @staticmethod
+    def multi_image_kept(kept: list[tuple[torch.Tensor, torch.Tensor] | None]) -> list[tuple] | None:
+        if kept[0] is None:
+            return None
+        if any(tile_run.numel() for _, tile_run in kept):
+            raise ValueError(
+                "image_kept_lengths gives a tile run to an image of a multi-image sample; such images have one crop "
+                "and only a base run ([k, 0])."
+            )
+        return kept
+
+    @staticmethod
+    def image_spans(row_mask: torch.Tensor, token_counts: list[int], sample: int) -> list[tuple[int, int]]:
+        """`(start, end)` of each image's placeholder tokens in one sample: the placeholders in order, cut by the
+        images' token counts, each image's run contiguous (an `<image>` expanded in place)."""
+        positions = row_mask.nonzero().flatten().tolist()
+        if len(positions) != sum(token_counts):
+            raise ValueError(
+                f"Image features and image tokens do not match: sample {sample} has {len(positions)} image "
+                f"placeholder tokens, but its {len(token_counts)} image(s) yield {sum(token_counts)} image tokens "
+                f"({token_counts} per image)."
+            )
+        spans, first = [], 0
+        for image, count in enumerate(token_counts):
+            start, end = positions[first], positions[first + count - 1] + 1
+            if end - start != count:
+                raise ValueError(
+                    f"Sample {sample}: the placeholder tokens of its image {image} are not one contiguous run of "
+                    f"{count}; each <image> must be expanded in place to its image's token count."
+                )
+            spans.append((start, end))
+            first += count
+        return spans
 
     def video_spans(self, video_token_mask: torch.Tensor) -> list[tuple[int, int, int]]:
         """`(sample, start, end)` of each sample's contiguous run of video placeholders, in batch order."""
@@ -411,16 +713,17 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
 
     def query_text_mask(
         self,
-        video_token_mask: torch.Tensor,
+        placeholder_mask: torch.Tensor,
         attention_mask: torch.Tensor | None,
         memaug_query_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Text tokens that join the MemAug query: the processor's `memaug_query_mask`, minus padding and video.
+        """Text tokens that join the MemAug query: the processor's `memaug_query_mask`, minus padding and the video
+        and image placeholders (`placeholder_mask`).
 
         `attention_mask` tells padding only as a 2D tensor; with a static cache, generation passes per-layer 4D masks
         instead, and `prepare_inputs_for_generation` has already folded the 2D mask into `memaug_query_mask`.
         """
-        mask = ~video_token_mask
+        mask = ~placeholder_mask
         if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
             mask = mask & attention_mask.bool()
         if memaug_query_mask is None:
@@ -435,14 +738,14 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
     def connect_idle_video_modules(
         self, inputs_embeds: torch.Tensor, vision_tower: bool, video_path: bool
     ) -> torch.Tensor:
-        """In training, add zero times a dummy pass through the video modules this batch did not use.
+        """In training, add zero times a dummy pass through the vision modules this batch did not use.
 
         DDP and ZeRO expect every rank to use the same parameters in every step, and a text-only batch (or one of
-        cached features) would leave the video side out of one rank's graph. Like the reference's dummy image, this
+        cached video features and no images) would leave the vision side out of one rank's graph. Like the reference's dummy image, this
         runs the modules themselves on a one-frame dummy rather than summing their weights, so FSDP's and ZeRO's
         gather hooks still manage sharded parameters. Modules without trainable parameters are skipped.
         """
-        if not (self.training and torch.is_grad_enabled()):
+        if not (self.training and torch.is_grad_enabled() and (vision_tower or video_path)):
             return inputs_embeds
         dummy = inputs_embeds.new_zeros(())
         pooled = None
@@ -481,6 +784,12 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         forgetting_generator: torch.Generator | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        image_sizes: torch.LongTensor | None = None,
+        image_num_crops: torch.LongTensor | None = None,
+        batch_num_images: torch.LongTensor | None = None,
+        image_kept_indices: torch.LongTensor | None = None,
+        image_kept_lengths: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple | MultimodalBaseModelOutputWithPast:
         r"""
@@ -493,7 +802,21 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         memaug_query_mask (`torch.Tensor` of shape `(B, L)`):
             1 for the text tokens that join the MemAug query (built by `HourLlavaProcessor`).
         forgetting_generator (`torch.Generator`, *optional*):
-            CPU generator for random spatial forgetting in training mode; torch's default generator otherwise.
+            CPU generator for random spatial forgetting of videos in training mode; torch's default one otherwise.
+        pixel_values (`torch.FloatTensor` of shape `(sum_crops, 3, S, S)`):
+            Every crop of every image, images in sample order (`HourLlavaImageProcessor`): a sample's single image is
+            tiled (`1 + rows * cols` crops), each image of a multi-image sample is one padded crop.
+        image_sizes (`torch.LongTensor` of shape `(num_images, 2)`):
+            Each image's original (height, width), to lay out and unpad its tiles.
+        image_num_crops (`torch.LongTensor` of shape `(num_images,)`, *optional*):
+            Crops per image; computed from `image_sizes` and `config.image_grid_pinpoints` when omitted.
+        batch_num_images (`torch.LongTensor` of shape `(B,)`, *optional*):
+            Images per sample; one for each sample with image placeholders when omitted.
+        image_kept_indices (`torch.LongTensor` of shape `(sum_kept,)`, *optional*):
+            The processor's spatial-forgetting draw (`image_forgetting="random"`): per image, the kept raster indices
+            of its base crop, then of its unpadded tile grid. Uniform `[::2, ::2]` forgetting when omitted.
+        image_kept_lengths (`torch.LongTensor` of shape `(num_images, 2)`, *optional*):
+            Per image, the lengths of its base run and tile run in `image_kept_indices`.
 
         `video_outputs` is an `HourLlavaVideoOutput`: the pooled and projected features, the frames forgetting kept
         and, with `output_attentions=True`, the vision tower's attentions and where MemAug looked.
@@ -505,28 +828,49 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
 
-        video_outputs = None
+        video_outputs = image_outputs = None
         if pixel_values_videos is not None and pixel_values_videos.dim() == 5 and video_num_frames is None:
             video_num_frames = [pixel_values_videos.shape[1]] * pixel_values_videos.shape[0]
+        output_flags = {key: kwargs[key] for key in ("output_hidden_states", "output_attentions") if key in kwargs}
         if pixel_values_videos is not None:
-            output_flags = {key: kwargs[key] for key in ("output_hidden_states", "output_attentions") if key in kwargs}
             video_outputs = self.get_video_features(pixel_values_videos, **output_flags)
         elif pooled_video_features is not None:
             video_outputs = self.project_pooled_features(pooled_video_features)
-            inputs_embeds = self.connect_idle_video_modules(inputs_embeds, vision_tower=True, video_path=False)
-        else:
-            inputs_embeds = self.connect_idle_video_modules(inputs_embeds, vision_tower=True, video_path=True)
+        has_images = pixel_values is not None and pixel_values.shape[0] > 0  # a text-only batch may hold 0 crops
+        if has_images:
+            image_outputs = self.get_image_features(pixel_values, **output_flags)
+        inputs_embeds = self.connect_idle_video_modules(
+            inputs_embeds,
+            vision_tower=pixel_values_videos is None and not has_images,
+            video_path=video_outputs is None and not has_images,
+        )
 
+        if video_outputs is not None or has_images:
+            video_token_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
+            image_token_mask = self.get_placeholder_mask(input_ids, inputs_embeds, self.config.image_token_id)
+            check_one_media_kind_per_sample(video_token_mask, image_token_mask)
+            query_text_mask = self.query_text_mask(video_token_mask | image_token_mask, attention_mask, memaug_query_mask)
         if video_outputs is not None:
             inputs_embeds = self.insert_video_tokens(
-                input_ids,
                 inputs_embeds,
-                attention_mask,
-                memaug_query_mask,
+                video_token_mask,
+                query_text_mask,
                 video_outputs,
                 video_num_frames,
                 forgetting_generator,
                 output_attentions=kwargs.get("output_attentions", self.config.output_attentions),
+            )
+        if has_images:
+            inputs_embeds = self.insert_image_tokens(
+                inputs_embeds,
+                image_token_mask,
+                query_text_mask,
+                image_outputs,
+                image_sizes,
+                image_num_crops,
+                batch_num_images,
+                image_kept_indices,
+                image_kept_lengths,
             )
 
         outputs = self.language_model(
@@ -542,15 +886,15 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            image_outputs=image_outputs,
             video_outputs=video_outputs,
         )
 
     def insert_video_tokens(
         self,
-        input_ids: torch.LongTensor | None,
         inputs_embeds: torch.Tensor,
-        attention_mask: torch.Tensor | dict | None,
-        memaug_query_mask: torch.Tensor | None,
+        video_token_mask: torch.Tensor,
+        query_text_mask: torch.Tensor,
         video_outputs: HourLlavaVideoOutput,
         video_num_frames: torch.Tensor | list[int] | None,
         forgetting_generator: torch.Generator | None,
@@ -562,8 +906,6 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         """
         num_frames = self.video_frame_counts(video_outputs.pooler_output.shape[0], video_num_frames)
         memories = self.build_video_memories(video_outputs, num_frames, forgetting_generator)
-        video_token_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
-        query_text_mask = self.query_text_mask(video_token_mask, attention_mask, memaug_query_mask)
         inputs_embeds, memory_attention = self.merge_video_tokens(
             inputs_embeds, video_token_mask, query_text_mask, memories, num_frames, output_attentions
         )
@@ -604,6 +946,14 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
     def get_pooled_video_features(self, pixel_chunks: Iterable[torch.Tensor]) -> torch.Tensor:
         return self.model.get_pooled_video_features(pixel_chunks)
 
+    def get_image_features(
+        self,
+        pixel_values: torch.FloatTensor,
+        vision_chunk_size: int | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple | BaseModelOutputWithPooling:
+        return self.model.get_image_features(pixel_values, vision_chunk_size=vision_chunk_size, **kwargs)
+
     @merge_with_config_defaults
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
@@ -622,6 +972,12 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         forgetting_generator: torch.Generator | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        image_sizes: torch.LongTensor | None = None,
+        image_num_crops: torch.LongTensor | None = None,
+        batch_num_images: torch.LongTensor | None = None,
+        image_kept_indices: torch.LongTensor | None = None,
+        image_kept_lengths: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple | MultimodalCausalLMOutputWithPast:
         r"""
@@ -653,6 +1009,12 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             forgetting_generator=forgetting_generator,
+            pixel_values=pixel_values,
+            image_sizes=image_sizes,
+            image_num_crops=image_num_crops,
+            batch_num_images=batch_num_images,
+            image_kept_indices=image_kept_indices,
+            image_kept_lengths=image_kept_lengths,
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
@@ -668,6 +1030,7 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            image_outputs=outputs.image_outputs,
             video_outputs=outputs.video_outputs,
         )
 
@@ -681,12 +1044,12 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
         is_first_iteration: bool | None = False,
         **kwargs,
     ):
-        """Pass the video inputs to the prefill step only; decode steps read the KV cache.
+        """Pass the video and image inputs to the prefill step only; decode steps read the KV cache.
 
         A static cache turns the 2D `attention_mask` into per-layer 4D masks, which no longer say which tokens are
         padding; at prefill the padding is folded into `memaug_query_mask` first, so MemAug's query is the same.
         """
-        video_inputs = {key: kwargs.pop(key, None) for key in VIDEO_PREFILL_INPUTS}
+        video_inputs = {key: kwargs.pop(key, None) for key in (*VIDEO_PREFILL_INPUTS, *IMAGE_PREFILL_INPUTS)}
         model_inputs = super().prepare_inputs_for_generation(
             input_ids,
             next_sequence_length=next_sequence_length,
@@ -698,8 +1061,11 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
         )
         if not is_first_iteration and kwargs.get("use_cache", True):
             return model_inputs
-        has_video = video_inputs["pooled_video_features"] is not None or kwargs.get("pixel_values_videos") is not None
-        if is_first_iteration and has_video and isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+        has_media = any(
+            value is not None
+            for value in (video_inputs["pooled_video_features"], *map(kwargs.get, ("pixel_values_videos", "pixel_values")))
+        )
+        if is_first_iteration and has_media and isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
             video_inputs["memaug_query_mask"] = without_padding(video_inputs["memaug_query_mask"], attention_mask)
         model_inputs.update({key: value for key, value in video_inputs.items() if value is not None})
         return model_inputs
@@ -723,6 +1089,15 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
         if num_frames is not None:
             model_kwargs["video_num_frames"] = torch.as_tensor(num_frames).repeat_interleave(expand_size)
         return input_ids, model_kwargs
+
+
+def check_one_media_kind_per_sample(video_token_mask: torch.Tensor, image_token_mask: torch.Tensor) -> None:
+    both = (video_token_mask.any(-1) & image_token_mask.any(-1)).nonzero().flatten().tolist()
+    if both:
+        raise ValueError(
+            f"Samples {both} hold both video and image placeholder tokens; a sample holds one video, one image, "
+            "several images or none (as the released checkpoints were trained)."
+        )
 
 
 def without_padding(memaug_query_mask: torch.Tensor | None, attention_mask: torch.Tensor) -> torch.Tensor:
