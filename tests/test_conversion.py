@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from PIL import Image
-from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
 from hour_llava import HourLlavaForConditionalGeneration
 from hour_llava.conversion import ConversionError, build_from_siglip_and_qwen2, convert_checkpoint
@@ -335,10 +335,19 @@ def test_authors_image_grid_pinpoints_are_swapped_into_height_width(tmp_path):
     crops = image_processor(wide, return_tensors="pt")["pixel_values"]
     assert crops.shape == (3, 3, 32, 32)
     assert crops[1:].mean() > 0.8
-    # the processor loaded from the checkpoint holds the same image processor once it takes images
-    tokenizer = AutoTokenizer.from_pretrained(destination)
-    config = json.loads((destination / "config.json").read_text())
-    assert config["image_token_id"] == tokenizer.convert_tokens_to_ids("<image>")
+    # the model tiles (and counts tokens) on the same grids, and the processor holds the same image processor
+    config = AutoConfig.from_pretrained(destination)
+    assert config.image_grid_pinpoints == [[32, 64], [32, 32]] and config.vision_aspect_ratio == "anyres_max_9"
+    processor = AutoProcessor.from_pretrained(destination)
+    assert processor.image_processor.image_grid_pinpoints == [[32, 64], [32, 32]]
+    assert processor.image_token_id == config.image_token_id == processor.tokenizer.convert_tokens_to_ids("<image>")
+
+
+def test_anyres_max_n_sets_the_models_tile_cap(tmp_path):
+    source = authors_checkpoint_with(tmp_path / "authors", image_aspect_ratio="anyres_max_4")
+    destination = convert_checkpoint(source, tmp_path / "out")
+    assert AutoConfig.from_pretrained(destination).max_image_tiles == 4
+    assert AutoProcessor.from_pretrained(destination).max_image_tiles == 4
 
 
 def test_tile_range_string_expands_as_the_authors_train_script():
@@ -366,12 +375,11 @@ def test_released_string_grid_converts_like_the_expanded_list(tmp_path):
     [
         ({"image_aspect_ratio": "pad"}, r"image_aspect_ratio='pad'.*one padded crop"),
         ({"image_aspect_ratio": "square"}, r"image_aspect_ratio='square'.*anyres_max_N"),
-        ({"image_aspect_ratio": "anyres_max_4"}, r"anyres_max_4.*anyres_max_9"),
         ({"image_grid_pinpoints": [[48, 32]]}, r"image_grid_pinpoints entry \[48, 32\].*crop size 32"),
         ({"image_grid_pinpoints": "1x1 to 6x6"}, r"image_grid_pinpoints='1x1 to 6x6'"),
         ({"image_grid_pinpoints": []}, r"image_grid_pinpoints=\[\]"),
     ],
-    ids=["pad", "square", "max-4", "not-whole-tiles", "bad-range", "empty"],
+    ids=["pad", "square", "not-whole-tiles", "bad-range", "empty"],
 )
 def test_image_settings_the_model_cannot_reproduce_are_named(tmp_path, fields, message):
     source = authors_checkpoint_with(tmp_path / "authors", **fields)

@@ -1,6 +1,7 @@
 # Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
-"""Config mapping: the authors' config.json, llava-hf's LLaVA-OneVision, SigLIP and Qwen2 -> `HourLlavaConfig`, and
-the authors' image settings (`image_grid_pinpoints`, `image_aspect_ratio`) -> the image processor's."""
+"""Config mapping: the authors' config.json, llava-hf's LLaVA-OneVision, SigLIP and Qwen2 -> `HourLlavaConfig`,
+including how single images are tiled (the source's `image_grid_pinpoints` and `image_aspect_ratio`), which the
+processor's image processor then follows."""
 
 import logging
 import re
@@ -75,6 +76,10 @@ class ImageSettings:
     grid_pinpoints: list[list[int]]
     max_tiles: int = RELEASED_MAX_TILES
 
+    def config_fields(self) -> dict:
+        """The `HourLlavaConfig` fields that hold these settings."""
+        return {"image_grid_pinpoints": self.grid_pinpoints, "vision_aspect_ratio": f"anyres_max_{self.max_tiles}"}
+
 
 def expand_tile_grid(grid: str, crop_size: int, source: str) -> list[list[int]]:
     """`"(1x1),...,(6x6)"` -> `[[i * S, j * S] for i in 1..6 for j in 1..6]` (the authors' `train.py`), in their
@@ -119,9 +124,10 @@ def grid_pinpoints_from_source(value, crop_size: int, source: str, width_first: 
 
 
 def max_tiles_from_aspect_ratio(value, source: str, field: str = "image_aspect_ratio") -> int:
-    """`N` of `anyres_max_N`. `pad` (one padded crop per single image) and the other settings (which the authors'
-    code treats as a plain resize) were never trained by the released checkpoints and are refused by name; a missing
-    setting means the released `anyres_max_9`."""
+    """`N` of `anyres_max_N` (the model shrinks a single image's tile grid past `N` tiles' worth of tokens). `pad`
+    (one padded crop per single image) and the other settings (which the authors' code treats as a plain resize)
+    were never trained by the released checkpoints and are refused by name; a missing setting means the released
+    `anyres_max_9`."""
     if value is None:
         logger.info("%s has no %s; using the released checkpoints' anyres_max_9.", source, field)
         return RELEASED_MAX_TILES
@@ -143,11 +149,6 @@ def max_tiles_from_aspect_ratio(value, source: str, field: str = "image_aspect_r
     return max_tiles
 
 
-def released_image_settings(crop_size: int) -> ImageSettings:
-    """The released checkpoints' tiling (1x1 ... 6x6 tiles, anyres_max_9), for builds from parts."""
-    return ImageSettings(grid_pinpoints_from_source(RELEASED_TILE_GRID, crop_size, "released", width_first=True))
-
-
 def image_settings_from_source(
     config: dict, crop_size: int, source: str, width_first: bool = True, aspect_ratio_field: str = "image_aspect_ratio"
 ) -> ImageSettings:
@@ -157,7 +158,8 @@ def image_settings_from_source(
         logger.info("%s has no image_grid_pinpoints; using the released tile grids %s.", source, RELEASED_TILE_GRID)
         value = RELEASED_TILE_GRID
     pinpoints = grid_pinpoints_from_source(value, crop_size, source, width_first=width_first)
-    return ImageSettings(pinpoints, max_tiles_from_aspect_ratio(config.get(aspect_ratio_field), source, aspect_ratio_field))
+    max_tiles = max_tiles_from_aspect_ratio(config.get(aspect_ratio_field), source, aspect_ratio_field)
+    return ImageSettings(pinpoints, max_tiles)
 
 
 def detect_format(config: dict, source: str) -> str:
@@ -228,10 +230,13 @@ def config_from_authors(
             f"{source}/config.json has mm_hidden_size={mm_hidden_size}, but the vision tower has hidden_size "
             f"{vision['hidden_size']}; add a `vision_config` object describing the tower to config.json."
         )
+    crop_size = vision.get("image_size", SIGLIP_SO400M_VIDEO_TOWER["image_size"])
+    images = image_settings_from_source(config, crop_size, source)
     values = {
         "memaug_depth": config.get("memaug_depth", 4),
         "spatial_sampling_type": config.get("spatial_sampling_type") or "random",
         "dtype": source_dtype(config),
+        **images.config_fields(),
         **overrides,
     }
     return HourLlavaConfig(
@@ -266,9 +271,13 @@ def config_from_llava_onevision(
     kept = kept_vision_layers(num_layers, config.get("vision_feature_layer", -1), source)
     vision = {**SIGLIP_SO400M_VIDEO_TOWER, **siglip_vision_config(vision_source, num_layers=kept)}
     text_source = config.get("text_config") or {}
+    images = image_settings_from_source(
+        config, vision["image_size"], source, width_first=False, aspect_ratio_field="vision_aspect_ratio"
+    )
     values = {
         "projector_hidden_act": config.get("projector_hidden_act", "gelu"),
         "dtype": source_dtype(config) or source_dtype(text_source),
+        **images.config_fields(),
         **overrides,
     }
     tie = bool(config.get("tie_word_embeddings") or text_source.get("tie_word_embeddings"))
@@ -314,5 +323,4 @@ __all__ = [
     "config_from_siglip_and_qwen2",
     "detect_format",
     "image_settings_from_source",
-    "released_image_settings",
 ]

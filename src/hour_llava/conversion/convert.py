@@ -24,17 +24,13 @@ import torch
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase, Qwen2Config
 
 from ..modeling import HourLlavaConfig, HourLlavaForConditionalGeneration
-from ..processing import VIDEO_TOKEN, HourLlavaImageProcessor, HourLlavaProcessor
+from ..processing import IMAGE_TOKEN, VIDEO_TOKEN, HourLlavaProcessor
 from .configs import (
     AUTHORS,
-    RELEASED_MAX_TILES,
-    ImageSettings,
     config_from_authors,
     config_from_llava_onevision,
     config_from_siglip_and_qwen2,
     detect_format,
-    image_settings_from_source,
-    released_image_settings,
 )
 from .keys import (
     AUTHORS_RULES,
@@ -51,8 +47,6 @@ from .sources import ConversionError, dtype_of, open_tensors, read_json, resolve
 
 
 logger = logging.getLogger(__name__)
-
-IMAGE_TOKEN = "<image>"  # the image placeholder, a special token next to `<video>`
 
 # Parts a build from LLaVA-OneVision or from SigLIP + Qwen2 starts from scratch, initialised as the reference does.
 MEMAUG_PREFIX = "model.memory_augmentation."
@@ -84,19 +78,6 @@ def load_tokenizer(directory: Path, source: str) -> PreTrainedTokenizerBase:
         if token not in tokenizer.get_vocab():
             tokenizer.add_tokens([token], special_tokens=True)
     return tokenizer
-
-
-def build_image_processor(config: HourLlavaConfig, settings: ImageSettings) -> HourLlavaImageProcessor:
-    """The image processor of a converted checkpoint: crops of the vision tower's size, the source's tile grids."""
-    if settings.max_tiles != RELEASED_MAX_TILES:
-        raise ConversionError(
-            f"The source tiles single images as anyres_max_{settings.max_tiles}; the model caps a tiled image at "
-            f"anyres_max_{RELEASED_MAX_TILES} (every released checkpoint), so it cannot reproduce this one."
-        )
-    size = config.vision_config.image_size
-    return HourLlavaImageProcessor(
-        size={"height": size, "width": size}, image_grid_pinpoints=settings.grid_pinpoints
-    )
 
 
 def load_generation_config(directory: Path, tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
@@ -275,7 +256,6 @@ def files_not_of_a_checkpoint(directory: Path) -> list[str]:
 def write_checkpoint(
     model: HourLlavaForConditionalGeneration,
     tokenizer: PreTrainedTokenizerBase,
-    image_processor: HourLlavaImageProcessor,
     destination: str | os.PathLike,
     base_model: str | list[str] | None = None,
     datasets: list[str] | None = None,
@@ -283,7 +263,8 @@ def write_checkpoint(
     overwrite: bool = False,
     sources: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Save model, processor (with the tokenizer), image processor and model card atomically into `destination`.
+    """Save model, processor (with the tokenizer, and the image processor tiling on the config's
+    `image_grid_pinpoints`) and model card atomically into `destination`.
 
     With `overwrite`, `destination` may only be an earlier checkpoint of ours, never one of the `sources` (local
     folders the checkpoint was made from) or a folder holding one (see `check_destination`).
@@ -298,7 +279,6 @@ def write_checkpoint(
     with atomic_directory(destination, overwrite, sources) as staging:
         model.save_pretrained(staging, max_shard_size=max_shard_size)
         processor.save_pretrained(staging)
-        image_processor.save_pretrained(staging)  # preprocessor_config.json, read by AutoImageProcessor
         write_model_card(staging, str(destination), base_model=base_model, datasets=datasets)
     return Path(destination)
 
@@ -341,30 +321,13 @@ def convert_checkpoint(
             renamed, fresh = rename_tensors(tensors, LLAVA_ONEVISION_RULES), (MEMAUG_PREFIX,)
             drop_unused_vision_weights(renamed, config.vision_config.num_hidden_layers)
         model = assemble_model(config, renamed, source_name, fresh, dtype)
-    settings = source_image_settings(source_config, source_format, config, source_name)
-    image_processor = build_image_processor(config, settings)
     fit_vocabulary(model, tokenizer)
     model.generation_config = load_generation_config(directory, tokenizer)
     base_model = None if Path(source).expanduser().is_dir() else source_name
     if datasets is None and source_format == AUTHORS:
         datasets = authors_training_datasets(source_name)
     sources = local_folders(source, directory)
-    return write_checkpoint(
-        model, tokenizer, image_processor, destination, base_model, datasets, max_shard_size, overwrite, sources
-    )
-
-
-def source_image_settings(
-    source_config: dict, source_format: str, config: HourLlavaConfig, source: str
-) -> ImageSettings:
-    """The source's tiling: the authors' (width, height) pinpoints and `image_aspect_ratio`, or llava-hf's
-    (height, width) pinpoints and `vision_aspect_ratio`."""
-    crop_size = config.vision_config.image_size
-    if source_format == AUTHORS:
-        return image_settings_from_source(source_config, crop_size, source)
-    return image_settings_from_source(
-        source_config, crop_size, source, width_first=False, aspect_ratio_field="vision_aspect_ratio"
-    )
+    return write_checkpoint(model, tokenizer, destination, base_model, datasets, max_shard_size, overwrite, sources)
 
 
 def build_from_siglip_and_qwen2(
@@ -403,9 +366,8 @@ def build_from_siglip_and_qwen2(
     model.generation_config = load_generation_config(qwen2_dir, tokenizer)
     base_models = [str(name) for name in (siglip, qwen2) if not Path(name).expanduser().is_dir()]
     sources = local_folders(siglip, qwen2, siglip_dir, qwen2_dir)
-    image_processor = build_image_processor(config, released_image_settings(config.vision_config.image_size))
     return write_checkpoint(
-        model, tokenizer, image_processor, destination, base_models or None, None, max_shard_size, overwrite, sources
+        model, tokenizer, destination, base_models or None, None, max_shard_size, overwrite, sources
     )
 
 
