@@ -200,3 +200,57 @@ def test_trainer_gives_the_collator_the_config_forgetting_and_the_seed(tiny_mode
         model=tiny_model, args=args, train_dataset=dataset, processing_class=processor, data_collator=chosen
     )
     assert chosen.image_forgetting == "uniform" and chosen.seed == 1
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    Image.new("RGB", (70, 40), "red").save(folder / "wide.png")
+    Image.new("L", (30, 50), 200).save(folder / "tall_grey.png")
+    return folder
+
+
+def test_image_rows_match_the_processor_and_carry_the_seeded_draw(processor, image_files):
+    row = image_row("single", [image_files / "wide.png"])
+    batch = HourLlavaDataCollator(processor, image_forgetting="random", seed=3)([row])
+    messages = [
+        {"role": m["role"], "content": [{k: v for k, v in c.items() if v is not None} for c in m["content"]]}
+        for m in row["messages"]
+    ]
+    messages[0]["content"][0]["path"] = row["image_paths"][0]
+    expected = processor.apply_chat_template(
+        [messages], tokenize=True, return_dict=True, return_tensors="pt", image_forgetting="random",
+        generator=row_generator(3, "single"),
+    )  # fmt: skip
+    assert torch.equal(batch["input_ids"], expected["input_ids"])
+    for key in ("pixel_values", "image_num_crops", "image_sizes", "image_kept_indices", "image_kept_lengths"):
+        assert torch.equal(batch[key], expected[key]), key
+    assert batch["batch_num_images"].tolist() == [1]
+    again = HourLlavaDataCollator(processor, image_forgetting="random", seed=4)([row])
+    assert not torch.equal(again["image_kept_indices"], batch["image_kept_indices"])  # the seed decides the draw
+
+    uniform = HourLlavaDataCollator(processor)([row])  # no draw: the model forgets [::2, ::2]
+    assert "image_kept_indices" not in uniform and torch.equal(uniform["pixel_values"], batch["pixel_values"])
+
+
+def test_a_mixed_batch_trains_with_random_image_forgetting(data_dir, processor, tiny_model, image_files, tokenizer):
+    rows_ = [
+        image_row("single", [image_files / "wide.png"]),
+        image_row("multi", [image_files / "wide.png", image_files / "tall_grey.png"]),
+        text_row(),
+        rows(data_dir)[0],
+    ]
+    assert tiny_model.config.spatial_sampling_type == "random"
+    batch = HourLlavaDataCollator(processor, image_forgetting="random", seed=0)(rows_)
+    assert batch["batch_num_images"].tolist() == [1, 2, 0, 0] and batch["video_num_frames"].tolist() == [12]
+    assert batch["image_kept_lengths"][1:, 1].tolist() == [0, 0]  # multi-image: base runs only
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    per_row = (batch["input_ids"] == image_token).sum(dim=1).tolist()
+    kept = batch["image_kept_lengths"].sum(dim=1).tolist()
+    assert per_row[1] == kept[1] + kept[2] + 2 and per_row[2:] == [0, 0]  # each multi-image image: kept + newline
+    tiny_model.train()  # the model checks every placeholder count against the tokens it makes
+    loss = tiny_model(**batch).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in tiny_model.model.memory_augmentation.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
