@@ -394,3 +394,21 @@ def test_without_image_settings_the_released_tiling_is_written(tmp_path):
     pinpoints = AutoImageProcessor.from_pretrained(destination).image_grid_pinpoints
     # the authors' [[i * S, j * S]] (width, height; i outer), each pair swapped, their order kept (it breaks ties)
     assert pinpoints == [[j * 32, i * 32] for i in range(1, 7) for j in range(1, 7)]
+
+
+def test_converted_checkpoint_answers_an_image_question_with_no_further_step(tmp_path):
+    source = authors_checkpoint_with(tmp_path / "authors", image_grid_pinpoints="(1x1),...,(6x6)")
+    destination = convert_checkpoint(source, tmp_path / "out")
+    model, _ = load_converted(destination)
+    processor = AutoProcessor.from_pretrained(destination)
+    picture = Image.new("RGB", (90, 50), (40, 160, 90))
+    messages = [{"role": "user", "content": [{"type": "image", "image": picture}, {"type": "text", "text": "What?"}]}]
+    inputs = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    assert inputs["image_num_crops"].tolist() == [1 + 2 * 3]  # 90x50 on 32-pixel tiles: a 2x3 grid, plus the base
+    placeholders = int((inputs["input_ids"] == model.config.image_token_id).sum())
+    assert placeholders > 0
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 3
