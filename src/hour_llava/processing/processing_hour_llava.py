@@ -68,8 +68,7 @@ CHAT_TEMPLATE = (
 TOKEN_COUNT_FIELDS = ("min_video_frames", "temporal_downsample", "max_kept_frames", "spatial_keep_tokens")
 
 # Spatial forgetting of images (spec 4.2): "uniform" keeps the `[::2, ::2]` sub-grid (what the model does when it is
-# given no kept indices, and always at inference), "random" keeps `ceil(N / 4)` tokens drawn at random (training).
-IMAGE_FORGETTING = ("uniform", "random")
+# given no kept indices, and always at inference), "random" keeps `ceil(N * IMAGE_KEEP_RATIO)` tokens drawn at random.
 IMAGE_KEEP_RATIO = 0.25
 
 
@@ -412,8 +411,6 @@ class HourLlavaProcessor(ProcessorMixin):
     ):
         """Run the image processor and give each image its placeholder; with random forgetting, draw which tokens
         the model keeps (the count depends on the draw) and add the draw to the output for the model."""
-        if image_forgetting not in IMAGE_FORGETTING:
-            raise ValueError(f"image_forgetting={image_forgetting!r} is not one of {IMAGE_FORGETTING}.")
         processed = self.image_processor(images, **kwargs)
         grids = self.image_tile_grids(processed, kwargs.get("image_grid_pinpoints"))
         if image_forgetting == "uniform":
