@@ -9,9 +9,14 @@ from hour_llava.modeling.image_layout import (
     anyres_feature_grid,
     anyres_image_token_count,
     anyres_tile_grid,
+    base_grid_position_ids,
     capped_feature_grid,
     kept_row_count,
+    multi_image_position_ids,
     random_grid_indices,
+    rows_closed_by_newlines,
+    split_kept_indices,
+    tile_memory_position_ids,
     uniform_anyres_image_token_count,
     uniform_grid_indices,
     unpadded_feature_grid,
@@ -95,6 +100,46 @@ def test_one_newline_per_non_empty_row(height, width):
         reference = reference_newline_insertion(kept, height, width)
         assert reference.count(-1) == kept_row_count(kept, width)
         assert len(reference) == anyres_image_token_count(0, kept, width)
+        closed = rows_closed_by_newlines(kept, width, newline_id=height * width)
+        assert [-1 if i == height * width else i for i in closed.tolist()] == reference
+
+
+def test_rows_closed_by_newlines_hand_computed():
+    # width 3: 0, 2 in row 0; 5 in row 1; nothing in row 2; 9, 10 in row 3 -> a newline (99) after 2, 5 and 10
+    assert rows_closed_by_newlines(torch.tensor([0, 2, 5, 9, 10]), 3, 99).tolist() == [0, 2, 99, 5, 99, 9, 10, 99]
+    assert rows_closed_by_newlines(torch.tensor([7]), 3, 12).tolist() == [7, 12]
+
+
+def test_base_grid_position_ids_hand_computed():
+    # a 6x15 tile grid seen by a 5x5 base: rows linspace(0, 5, 5) = 0, 1.25, 2.5, 3.75, 5 -> 0, 1, 2, 4, 5 (2.5 to
+    # even); columns linspace(0, 14, 5) = 0, 3.5, 7, 10.5, 14 -> 0, 4, 7, 10, 14 (3.5 -> 4, 10.5 -> 10)
+    ids = base_grid_position_ids(5, 6, 15).view(5, 5)
+    assert ids[:, 0].tolist() == [0, 15, 30, 60, 75] and ids[0].tolist() == [0, 4, 7, 10, 14]
+    # the same grid size: identity
+    assert base_grid_position_ids(27, 27, 27).tolist() == list(range(729))
+    # 27 over a 46x81 grid: row 26 is 45, column 26 is 80, the last tile id
+    assert int(base_grid_position_ids(27, 46, 81)[-1]) == 46 * 81 - 1
+
+
+def test_tile_memory_position_ids_hand_computed():
+    assert tile_memory_position_ids(2, 3).tolist() == [0, 1, 2, 6, 3, 4, 5, 6]
+
+
+def test_multi_image_position_ids_hand_computed():
+    # image 1 of 3, 2x2 grids (P = 4): tokens 4..7, every newline 3 * 4 = 12
+    memory_ids, query_ids = multi_image_position_ids(1, 3, 2, torch.tensor([0, 3]))
+    assert memory_ids.tolist() == [4, 5, 6, 7, 12] and query_ids.tolist() == [4, 7, 12]
+
+
+def test_split_kept_indices_per_image_and_refusals():
+    runs = split_kept_indices(torch.tensor([1, 2, 0, 5, 7, 3]), torch.tensor([[2, 2], [2, 0]]), 2)
+    assert [(b.tolist(), t.tolist()) for b, t in runs] == [([1, 2], [0, 5]), ([7, 3], [])]
+    with pytest.raises(ValueError, match="image_kept_lengths sum to 3 but image_kept_indices holds 6"):
+        split_kept_indices(torch.tensor([1, 2, 0, 5, 7, 3]), torch.tensor([[2, 1]]), 1)
+    with pytest.raises(ValueError, match=r"\(num_images, 2\) tensor of run lengths for the 2 images"):
+        split_kept_indices(torch.tensor([1, 2]), torch.tensor([[2, 0]]), 2)
+    with pytest.raises(ValueError, match="for the 1 images, got None"):
+        split_kept_indices(torch.tensor([1, 2]), None, 1)
 
 
 def test_kept_row_count_hand_computed():

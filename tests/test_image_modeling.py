@@ -109,7 +109,8 @@ def test_small_image_memory_query_and_position_ids(tokenizer, model):
     newline = model.model.image_newline.detach()
     tile_rows = [torch.cat([tokens[1, 5 * r : 5 * r + 5], newline[None]]) for r in range(5)]
     torch.testing.assert_close(memory, torch.cat([tokens[0], *tile_rows]))
-    image_rows = torch.cat([tokens[0, UNIFORM_5X5], torch.stack([tile_rows[r][c] for r in (0, 2, 4) for c in (0, 2, 4, 5)])])
+    kept_tiles = torch.stack([tile_rows[r][c] for r in (0, 2, 4) for c in (0, 2, 4, 5)])  # column 5: the newline
+    image_rows = torch.cat([tokens[0, UNIFORM_5X5], kept_tiles])
     torch.testing.assert_close(query[n0 : n0 + 21], image_rows)
     text = model.get_input_embeddings()(torch.tensor(ids)).detach()
     torch.testing.assert_close(query[:n0], text[:n0])
@@ -533,3 +534,211 @@ def test_prepare_inputs_for_generation_passes_image_inputs_at_prefill_only(token
     assert all(first.get(key) is not None for key in keys)
     later = model.prepare_inputs_for_generation(**inputs, is_first_iteration=False, use_cache=True)
     assert [key for key in (*keys, "image_kept_lengths") if later.get(key) is not None] == []
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Logits against a line-by-line transcription of the reference's image branch (spec §4.2; ARCH L546-598, L653-747)
+# ----------------------------------------------------------------------------------------------------------------------
+def reference_sampling(features, ids, random: bool):
+    """`q_vision_sampling`: features (B, H, W, C), ids (B, H, W); random draws `torch.rand(B, H*W)` (global RNG)."""
+    batch, height, width, channels = features.shape
+    if not random:
+        return features[:, ::2, ::2].reshape(batch, -1, channels), ids[:, ::2, ::2].reshape(batch, -1)
+    scores = torch.rand(batch, height * width)
+    kept = scores.topk(-(-height * width // 4), dim=1, largest=False).indices.sort(dim=1).values
+    flat = features.reshape(batch, height * width, channels)
+    return flat.gather(1, kept[..., None].expand(-1, -1, channels)), ids.reshape(batch, -1).gather(1, kept)
+
+
+def reference_grid_newlines(features, ids, row_starts, newline_id, newline):
+    """`add_grid_image_newline`, as written: a newline before each row start that closes a non-empty run, one more
+    at the end."""
+    feature_parts, id_parts, start = [], [], 0
+    for position in row_starts:
+        found = (ids >= position).nonzero(as_tuple=True)[0]
+        if len(found) == 0:
+            continue
+        insert = found[0].item()
+        if ids[start:insert].shape[0] == 0:
+            continue
+        feature_parts += [features[start:insert], newline[None]]
+        id_parts += [ids[start:insert], torch.tensor([newline_id])]
+        start = insert
+    return (
+        torch.cat(feature_parts + [features[start:], newline[None]]),
+        torch.cat(id_parts + [ids[start:], torch.tensor([newline_id])]),
+    )
+
+
+def reference_unpad(tensor, original_size):
+    """`unpad_image` on (C, H, W) with the PIL size (width, height)."""
+    original_width, original_height = original_size
+    current_height, current_width = tensor.shape[1:]
+    if original_width / original_height > current_width / current_height:
+        new_height = int(original_height * (current_width / original_width))
+        padding = (current_height - new_height) // 2
+        return tensor[:, padding : current_height - padding, :]
+    new_width = int(original_width * (current_height / original_height))
+    padding = (current_width - new_width) // 2
+    return tensor[:, :, padding : current_width - padding]
+
+
+def reference_single_image(model, feature, size_hw, random):
+    """ARCH's anyres branch for one image: (1 + n, P, D) projected crops -> (q, q_ids, kv, kv_ids)."""
+    from transformers.image_processing_utils import select_best_resolution
+
+    g, newline = G, model.model.image_newline.detach()
+    base = feature[0].view(g, g, -1)
+    best_height, best_width = select_best_resolution(size_hw, model.config.image_grid_pinpoints)
+    tiles = feature[1:].view(best_height // CROP, best_width // CROP, g, g, -1)
+    tiles = tiles.permute(4, 0, 2, 1, 3).flatten(1, 2).flatten(2, 3)
+    tiles = reference_unpad(tiles, (size_hw[1], size_hw[0]))
+    channels, height, width = tiles.shape
+    times = (height * width / (9 * g**2)) ** 0.5
+    if times > 1.1:
+        shrunk = [int(height // times), int(width // times)]
+        tiles = torch.nn.functional.interpolate(tiles[None], shrunk, mode="bilinear")[0]
+    unpad = tiles.permute(1, 2, 0)
+    uh, uw = unpad.shape[:2]
+    unpad_ids = torch.arange(uh * uw).reshape(uh, uw)
+    rows = torch.linspace(0, uh - 1, steps=g).round().long()
+    cols = torch.linspace(0, uw - 1, steps=g).round().long()
+    base_ids = unpad_ids[rows, :][:, cols]
+    q_base, q_base_ids = reference_sampling(base[None], base_ids[None], random)
+    q_unpad, q_unpad_ids = reference_sampling(unpad[None], unpad_ids[None], random)
+    row_starts, newline_id = unpad_ids[1:, 0], unpad_ids.max() + 1
+    kv_unpad_ids = torch.cat([unpad_ids, torch.full((uh, 1), int(newline_id))], dim=1)
+    kv_unpad = torch.cat([unpad, newline[None, None].expand(uh, 1, -1)], dim=1)
+    q_unpad, q_unpad_ids = reference_grid_newlines(q_unpad[0], q_unpad_ids[0], row_starts, int(newline_id), newline)
+    kv = torch.cat([base.flatten(0, 1), kv_unpad.flatten(0, 1)])
+    kv_ids = torch.cat([base_ids.reshape(-1), kv_unpad_ids.reshape(-1)])
+    return [torch.cat([q_base[0], q_unpad])], [torch.cat([q_base_ids[0], q_unpad_ids])], kv, kv_ids
+
+
+def reference_multi_image(model, feature, random):
+    """ARCH's multi-image branch: (N, P, D) -> per-image (q, q_ids), and the shared (kv, kv_ids)."""
+    num_images, newline = feature.shape[0], model.model.image_newline.detach()
+    kv = feature.reshape(num_images, G, G, -1)
+    kv_ids = torch.arange(num_images * G * G).reshape(num_images, G, G)
+    q, q_ids = reference_sampling(kv, kv_ids, random)
+    newline_id = num_images * G * G
+    q = torch.cat([q, newline[None, None].expand(num_images, 1, -1)], dim=1)
+    q_ids = torch.cat([q_ids, torch.full((num_images, 1), newline_id)], dim=1)
+    kv = torch.cat([kv.flatten(1, 2), newline[None, None].expand(num_images, 1, -1)], dim=1).flatten(0, 1)
+    kv_ids = torch.cat([kv_ids.flatten(1, 2), torch.full((num_images, 1), newline_id)], dim=1).flatten(0, 1)
+    return list(q), list(q_ids), kv, kv_ids
+
+
+def reference_logits(model, input_ids, q, q_ids, kv, kv_ids):
+    """The query loop (text segments and images, ids past the running maximum), MemAug, the LLM."""
+    image_token_id = model.config.image_token_id
+    ids = torch.tensor(input_ids)
+    embeds = model.get_input_embeddings()(ids).detach()
+    positions = (ids == image_token_id).nonzero().flatten().tolist()
+    counts = [len(x) for x in q]
+    starts = [positions[sum(counts[:i])] for i in range(len(q))]
+    ends = [s + c for s, c in zip(starts, counts)]
+    segments = [embeds[b:e] for b, e in zip([0, *ends], [*starts, len(ids)])]  # text before, between and after
+    query, query_ids, rows, max_id = [], [], [], -1
+    for i, segment in enumerate(segments):
+        query.append(segment)
+        query_ids.append(torch.arange(segment.shape[0]) + max_id + 1)
+        max_id = int(torch.cat(query_ids).max()) if sum(len(x) for x in query_ids) else max_id
+        if i < len(q):
+            shifted = q_ids[i] + max_id + 1
+            start = sum(x.shape[0] for x in query)
+            rows.append((start, start + len(shifted)))
+            query.append(q[i])
+            query_ids.append(shifted)
+            max_id = int(torch.cat(query_ids).max())
+    with torch.no_grad():
+        out = model.model.memory_augmentation(
+            torch.cat(query)[None], kv[None], torch.cat(query_ids)[None], kv_ids[None]
+        ).last_hidden_state[0]
+        for (row_start, row_end), image_start, image_end in zip(rows, starts, ends):
+            embeds[image_start:image_end] = out[row_start:row_end]
+        hidden = model.model.language_model(inputs_embeds=embeds[None]).last_hidden_state
+        return model.lm_head(hidden)[0]
+
+
+@pytest.mark.parametrize("random", [False, True])
+@pytest.mark.parametrize("size", [(24, 60), (150, 41), (200, 200)])
+def test_single_image_logits_follow_the_reference_code(tokenizer, model, size, random):
+    pixels = crops(anyres_crop_count(model, size), seed=7)
+    features = crop_tokens(model, pixels)
+    torch.manual_seed(11)  # the reference draws from the global RNG: base first, then the tiles
+    q, q_ids, kv, kv_ids = reference_single_image(model, features, size, random)
+    before, after = text_ids(tokenizer, "Describe "), text_ids(tokenizer, " please.")
+    input_ids = before + image_ids(model, len(q[0])) + after
+    expected = reference_logits(model, input_ids, q, q_ids, kv, kv_ids)
+    inputs = {"input_ids": torch.tensor([input_ids]), "pixel_values": pixels, "image_sizes": torch.tensor([size])}
+    if random:  # the processor's draw: the same two `torch.rand(1, N)` draws from the same seed
+        generator = torch.Generator().manual_seed(11)
+        height, width = anyres_feature_grid(size, model.config.image_grid_pinpoints, CROP, G, 9)
+        runs = [random_grid_indices(G, G, generator=generator), random_grid_indices(height, width, generator=generator)]
+        inputs |= {"image_kept_indices": torch.cat(runs), "image_kept_lengths": torch.tensor([[len(r) for r in runs]])}
+    with torch.no_grad():
+        logits = model(**inputs).logits[0]
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("random", [False, True])
+def test_multi_image_logits_follow_the_reference_code(tokenizer, model, random):
+    pixels = crops(3, seed=8)
+    features = crop_tokens(model, pixels)
+    torch.manual_seed(12)  # the reference draws `torch.rand(N, P)` at once
+    q, q_ids, kv, kv_ids = reference_multi_image(model, features, random)
+    count = len(q[0])
+    input_ids = (
+        text_ids(tokenizer, "First ") + image_ids(model, count) + text_ids(tokenizer, ", then ")
+        + image_ids(model, count) + image_ids(model, count) + text_ids(tokenizer, ". Same?")
+    )
+    expected = reference_logits(model, input_ids, q, q_ids, kv, kv_ids)
+    inputs = {
+        "input_ids": torch.tensor([input_ids]),
+        "pixel_values": pixels,
+        "image_sizes": torch.tensor([[30, 40], [50, 20], [20, 20]]),
+        "batch_num_images": torch.tensor([3]),
+    }
+    if random:  # one `torch.rand(1, P)` per image from the same seed is the same stream as `torch.rand(3, P)`
+        generator = torch.Generator().manual_seed(12)
+        runs = [random_grid_indices(G, G, generator=generator) for _ in range(3)]
+        lengths = torch.tensor([[len(run), 0] for run in runs])
+        inputs |= {"image_kept_indices": torch.cat(runs), "image_kept_lengths": lengths}
+    with torch.no_grad():
+        logits = model(**inputs).logits[0]
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_num_return_sequences_repeats_each_samples_images(tokenizer, model):
+    """Two samples (a tiled image with a random draw, then two images) generating two sequences each: every copy
+    of a sample answers as that sample does alone."""
+    model.config.spatial_sampling_type = "uniform"
+    single = wide_inputs(tokenizer, model, count=7 + 4 + 3) | {
+        "image_kept_indices": torch.tensor([0, 3, 6, 12, 18, 21, 24, 1, 2, 31, 89]),
+        "image_kept_lengths": torch.tensor([[7, 4]]),
+    }
+    double_ids = image_ids(model, 10) + text_ids(tokenizer, " or ") + image_ids(model, 10)
+    length = max(single["input_ids"].shape[1], len(double_ids))
+    input_ids = torch.full((2, length), tokenizer.pad_token_id)
+    attention_mask = torch.zeros(2, length, dtype=torch.long)
+    for row, ids in enumerate([single["input_ids"][0].tolist(), double_ids]):  # left-padded for generation
+        input_ids[row, length - len(ids) :] = torch.tensor(ids)
+        attention_mask[row, length - len(ids) :] = 1
+    double_kept = torch.tensor([0, 2, 4, 10, 12, 14, 20, 22, 24] * 2)
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "pixel_values": torch.cat([single["pixel_values"], crops(2, seed=9)]),
+        "image_sizes": torch.tensor([WIDE, [30, 40], [50, 20]]),
+        "image_num_crops": torch.tensor([7, 1, 1]),
+        "batch_num_images": torch.tensor([1, 2]),
+        "image_kept_indices": torch.cat([single["image_kept_indices"], double_kept]),
+        "image_kept_lengths": torch.tensor([[7, 4], [9, 0], [9, 0]]),
+    }
+    settings = {"max_new_tokens": 3, "do_sample": False, "num_beams": 2, "num_return_sequences": 2}
+    with torch.no_grad():
+        together = model.generate(**batch, **settings)
+        alone = model.generate(**single, **settings)
+    assert together.shape[0] == 4
+    assert torch.equal(together[:2, length:], alone[:, single["input_ids"].shape[1] :])

@@ -2,7 +2,8 @@
 """Tiny Hour-LLaVA models built in-process, with no download: for tests, the quickstart and the offline demo.
 
 The tokenizer is a real byte-level `Qwen2Tokenizer` (the class the released checkpoints use) with ChatML special
-tokens and `<video>` and `<image>` placeholders; optionally its merges are trained on a corpus so short texts stay short.
+tokens and `<video>` and `<image>` placeholders; optionally its merges are trained on a corpus so short texts stay
+short.
 """
 
 import json

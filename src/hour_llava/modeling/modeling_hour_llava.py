@@ -72,6 +72,8 @@ REMOTE_CODE_AUTO_MAP = {
 # (transformers itself drops `pixel_values`, `pixel_values_videos` and `image_sizes` after prefill.)
 VIDEO_PREFILL_INPUTS = ("video_num_frames", "pooled_video_features", "memaug_query_mask", "forgetting_generator")
 IMAGE_PREFILL_INPUTS = ("image_num_crops", "batch_num_images", "image_kept_indices", "image_kept_lengths")
+# Image inputs indexed by image (or crop), not by sample.
+PER_IMAGE_INPUTS = ("pixel_values", "image_sizes", "image_num_crops", "image_kept_indices", "image_kept_lengths")
 
 
 def has_trainable_parameters(*parts: nn.Module | nn.Parameter) -> bool:
@@ -741,9 +743,10 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         """In training, add zero times a dummy pass through the vision modules this batch did not use.
 
         DDP and ZeRO expect every rank to use the same parameters in every step, and a text-only batch (or one of
-        cached video features and no images) would leave the vision side out of one rank's graph. Like the reference's dummy image, this
-        runs the modules themselves on a one-frame dummy rather than summing their weights, so FSDP's and ZeRO's
-        gather hooks still manage sharded parameters. Modules without trainable parameters are skipped.
+        cached video features and no images) would leave the vision side out of one rank's graph. Like the
+        reference's dummy image, this runs the modules themselves on a one-frame dummy rather than summing their
+        weights, so FSDP's and ZeRO's gather hooks still manage sharded parameters. Modules without trainable
+        parameters are skipped.
         """
         if not (self.training and torch.is_grad_enabled() and (vision_tower or video_path)):
             return inputs_embeds
@@ -849,7 +852,8 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
             video_token_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
             image_token_mask = self.get_placeholder_mask(input_ids, inputs_embeds, self.config.image_token_id)
             check_one_media_kind_per_sample(video_token_mask, image_token_mask)
-            query_text_mask = self.query_text_mask(video_token_mask | image_token_mask, attention_mask, memaug_query_mask)
+            placeholder_mask = video_token_mask | image_token_mask
+            query_text_mask = self.query_text_mask(placeholder_mask, attention_mask, memaug_query_mask)
         if video_outputs is not None:
             inputs_embeds = self.insert_video_tokens(
                 inputs_embeds,
@@ -1061,10 +1065,8 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
         )
         if not is_first_iteration and kwargs.get("use_cache", True):
             return model_inputs
-        has_media = any(
-            value is not None
-            for value in (video_inputs["pooled_video_features"], *map(kwargs.get, ("pixel_values_videos", "pixel_values")))
-        )
+        media = (video_inputs["pooled_video_features"], kwargs.get("pixel_values_videos"), kwargs.get("pixel_values"))
+        has_media = any(value is not None for value in media)
         if is_first_iteration and has_media and isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
             video_inputs["memaug_query_mask"] = without_padding(video_inputs["memaug_query_mask"], attention_mask)
         model_inputs.update({key: value for key, value in video_inputs.items() if value is not None})
@@ -1075,20 +1077,51 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
     ):
         """Beam search and `num_return_sequences` repeat each sample `expand_size` times in a row; repeat its video
         with it, in every accepted form (flat frames with `video_num_frames`, 5D `(B, T, ...)` frames with or
-        without counts, `pooled_video_features`)."""
+        without counts, `pooled_video_features`), and its images with their crops, sizes and kept indices."""
         if expand_size == 1:  # nothing to repeat: do not copy the frames
             return super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
         frame_keys = [k for k in ("pixel_values_videos", "pooled_video_features") if model_kwargs.get(k) is not None]
         video_inputs = {key: model_kwargs.pop(key) for key in frame_keys}
         num_frames = model_kwargs.pop("video_num_frames", None)
+        image_inputs = {}
+        if model_kwargs.get("pixel_values") is not None and model_kwargs.get("image_sizes") is not None:
+            image_inputs = {key: model_kwargs.pop(key, None) for key in PER_IMAGE_INPUTS}
+            image_inputs = self.repeat_each_sample_images(
+                image_inputs, model_kwargs.get("batch_num_images"), expand_size
+            )
         input_ids, model_kwargs = super()._expand_inputs_for_generation(
             expand_size, is_encoder_decoder, input_ids, **model_kwargs
         )
+        model_kwargs.update(image_inputs)
         for key, frames in video_inputs.items():
             model_kwargs[key] = repeat_each_video(frames, num_frames, expand_size)
         if num_frames is not None:
             model_kwargs["video_num_frames"] = torch.as_tensor(num_frames).repeat_interleave(expand_size)
         return input_ids, model_kwargs
+
+    def repeat_each_sample_images(
+        self, image_inputs: dict, batch_num_images: torch.Tensor | None, times: int
+    ) -> dict[str, torch.Tensor]:
+        """The per-image inputs (crops, sizes, crop counts, kept runs) with each sample's images repeated `times`
+        times in a row, as the samples themselves are; `batch_num_images`, per sample, is repeated by transformers."""
+        sizes = [tuple(int(side) for side in size) for size in torch.as_tensor(image_inputs["image_sizes"]).view(-1, 2)]
+        counts = [int(n) for n in batch_num_images] if batch_num_images is not None else [1] * len(sizes)
+        starts = [sum(counts[:sample]) for sample in range(len(counts))]
+        samples = [(sample, start, count) for sample, (start, count) in enumerate(zip(starts, counts)) if count]
+        order = [image for _, start, count in samples for _ in range(times) for image in range(start, start + count)]
+        crop_counts = self.model.image_crop_counts(sizes, samples, image_inputs["image_num_crops"])
+        repeated = {
+            "pixel_values": torch.cat([image_inputs["pixel_values"].split(crop_counts)[image] for image in order]),
+            "image_sizes": torch.as_tensor(image_inputs["image_sizes"])[order],
+        }
+        if image_inputs["image_num_crops"] is not None:
+            repeated["image_num_crops"] = torch.as_tensor(image_inputs["image_num_crops"])[order]
+        if image_inputs["image_kept_indices"] is not None:
+            lengths = torch.as_tensor(image_inputs["image_kept_lengths"]).reshape(-1, 2)
+            runs = torch.as_tensor(image_inputs["image_kept_indices"]).split(lengths.sum(-1).tolist())
+            repeated["image_kept_indices"] = torch.cat([runs[image] for image in order])
+            repeated["image_kept_lengths"] = lengths[order]
+        return repeated
 
 
 def check_one_media_kind_per_sample(video_token_mask: torch.Tensor, image_token_mask: torch.Tensor) -> None:
