@@ -158,10 +158,7 @@ def _json_value(text: str, default):
 
 
 def _json_list(text: str) -> list | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
+    value = _json_value(text, default=None)
     return value if isinstance(value, list) else None
 
 
@@ -184,7 +181,7 @@ def conversations_to_messages(conversations: list[dict], has_video: bool, num_im
         role = ROLES.get(turn.get("from"))
         if role is None:
             raise BadSampleError(f"turn {index} has unknown speaker {turn.get('from')!r} (expected human or gpt)")
-        expected = "user" if index % 2 == 0 else "assistant"
+        expected = _role(index)
         if role != expected:
             raise BadSampleError(f"has unbalanced turns: turn {index} is {turn.get('from')!r}, expected the {expected}")
         values.append(as_text(turn.get("value"), f"a turn {index} value"))
