@@ -578,6 +578,12 @@ def test_an_image_processor_needs_the_image_token_in_the_tokenizer():
         HourLlavaProcessor(tokenizer, HourLlavaVideoProcessor(), HourLlavaImageProcessor())
 
 
+def test_from_model_config_names_an_image_token_missing_from_the_tokenizer(tokenizer):
+    config = tiny_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<video>"), image_token_id=99999)
+    with pytest.raises(ValueError, match=r"config.image_token_id=99999 is not in the tokenizer's vocabulary\. .*<image>"):
+        HourLlavaProcessor.from_model_config(config, tokenizer)
+
+
 def test_a_bad_vision_aspect_ratio_is_named(tokenizer):
     with pytest.raises(ValueError, match=r"vision_aspect_ratio='anyres' must be 'anyres_max_<n>'"):
         HourLlavaProcessor(tokenizer, HourLlavaVideoProcessor(), HourLlavaImageProcessor(), vision_aspect_ratio="anyres")

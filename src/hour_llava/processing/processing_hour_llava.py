@@ -67,6 +67,12 @@ CHAT_TEMPLATE = (
 # same fields, and `HourLlavaProcessor.from_model_config` copies them.
 TOKEN_COUNT_FIELDS = ("min_video_frames", "temporal_downsample", "max_kept_frames", "spatial_keep_tokens")
 
+MISSING_IMAGE_TOKEN_HINT = (
+    " A tokenizer made before images were supported lacks <image>: add it as a special token right after <video> "
+    "(`hour-llava convert` and `hour_llava.tiny` do), or build a processor for videos only with "
+    "`HourLlavaProcessor(tokenizer, video_processor, image_processor=None, ...)`."
+)
+
 # Spatial forgetting of images (spec 4.2): "uniform" keeps the `[::2, ::2]` sub-grid (what the model does when it is
 # given no kept indices, and always at inference), "random" keeps `ceil(N * IMAGE_KEEP_RATIO)` tokens drawn at random.
 IMAGE_KEEP_RATIO = 0.25
@@ -237,7 +243,7 @@ class HourLlavaProcessor(ProcessorMixin):
         fields["video_token"] = _config_token(config, tokenizer, "video_token_id")
         # Without an image processor, or with a config saved before images were supported, the default token stays.
         if image_processor is not None and getattr(config, "image_token_id", None) is not None:
-            fields["image_token"] = _config_token(config, tokenizer, "image_token_id")
+            fields["image_token"] = _config_token(config, tokenizer, "image_token_id", MISSING_IMAGE_TOKEN_HINT)
         fields["image_grid_size"] = vision.image_size // vision.patch_size
         fields["vision_aspect_ratio"] = getattr(config, "vision_aspect_ratio", "anyres_max_9")
         return cls(tokenizer, video_processor, image_processor, **{**fields, **kwargs})
@@ -611,11 +617,11 @@ def _default(value, default):
     return default if value is None else value
 
 
-def _config_token(config, tokenizer, field: str) -> str:
+def _config_token(config, tokenizer, field: str, hint: str = "") -> str:
     """The tokenizer's token for the id in `config.<field>`, or an error naming the field and id."""
     token = tokenizer.convert_ids_to_tokens(getattr(config, field))
     if token is None:
-        raise ValueError(f"config.{field}={getattr(config, field)} is not in the tokenizer's vocabulary.")
+        raise ValueError(f"config.{field}={getattr(config, field)} is not in the tokenizer's vocabulary.{hint}")
     return token
 
 
