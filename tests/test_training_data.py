@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ from training_helpers import instruction_sample, write_json
 
 from hour_llava.training import (
     BadSampleError,
+    ImageRoots,
     QATableFormat,
     VideoPathError,
     VideoRoots,
@@ -26,6 +28,11 @@ def texts(message):
 @pytest.fixture
 def roots(tmp_path):
     return VideoRoots(root=str(tmp_path / "videos"))
+
+
+@pytest.fixture
+def image_roots(tmp_path):
+    return ImageRoots(root=str(tmp_path / "images"))
 
 
 def test_instruction_json_becomes_chat_rows(tmp_path, roots):
@@ -91,7 +98,10 @@ BAD_SAMPLES = {
     | {"conversations": [{"from": "human", "value": "<image>q"}]},
     "outside root": instruction_sample("outside", "../../a.mp4", [("q", "a")]),
     "placeholder, no video": instruction_sample("orphan", None, [("<image> q", "a")]),
-    "image sample": instruction_sample("img", None, [("<image> q", "a")]) | {"image": "x.jpg"},
+    "image count": instruction_sample("img", None, [("<image> q", "a")]) | {"image": ["x.jpg", "y.jpg"]},
+    "image and video": instruction_sample("both", "a.mp4", [("q", "a")]) | {"image": "x.jpg"},
+    "image in answer": instruction_sample("answered", None, [("<image> q", "<image> a")]) | {"image": ["x", "y"]},
+    "image outside root": instruction_sample("img-out", None, [("<image> q", "a")]) | {"image": "../x.jpg"},
     "empty answer": instruction_sample("empty", "a.mp4", [("q", "  ")]),
     "unknown speaker": instruction_sample("who", "a.mp4", [("q", "a")])
     | {"conversations": [{"from": "human", "value": "<image>q"}, {"from": "robot", "value": "a"}]},
@@ -103,18 +113,21 @@ REASONS = {
     "no-answer": "no answer",
     "outside": "escapes its video root",
     "orphan": "no video",
-    "img": "image sample",
+    "img": "has 2 image(s) but 1 <image> placeholders",
+    "both": "has a video and 1 image(s)",
+    "answered": "<image> placeholder in answer turn 1",
+    "img-out": "escapes its image root",
     "empty": "turn 1 is empty",
     "who": "unknown speaker 'robot'",
 }
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-def test_bad_samples_are_skipped_with_one_warning_each(tmp_path, roots, caplog, streaming):
+def test_bad_samples_are_skipped_with_one_warning_each(tmp_path, roots, image_roots, caplog, streaming):
     good = instruction_sample("good", "a.mp4", [("q", "a")])
     path = write_json(tmp_path / "d.json", [good, *BAD_SAMPLES.values(), good | {"id": "good2"}])
     with caplog.at_level(logging.WARNING, logger="hour_llava.training.data"):
-        rows = list(load_video_instruction_dataset(str(path), roots, streaming=streaming))
+        rows = list(load_video_instruction_dataset(str(path), roots, streaming=streaming, image_roots=image_roots))
     assert [row["id"] for row in rows] == ["good", "good2"]
     skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Skipping")]
     assert len(skipped) == len(BAD_SAMPLES)
@@ -123,10 +136,10 @@ def test_bad_samples_are_skipped_with_one_warning_each(tmp_path, roots, caplog, 
 
 
 @pytest.mark.parametrize("name", list(BAD_SAMPLES))
-def test_bad_samples_raise_on_request(tmp_path, roots, name):
+def test_bad_samples_raise_on_request(tmp_path, roots, image_roots, name):
     path = write_json(tmp_path / "d.json", [BAD_SAMPLES[name]])
-    with pytest.raises(BadSampleError, match=REASONS[BAD_SAMPLES[name]["id"]]):
-        load_video_instruction_dataset(str(path), roots, on_bad_sample="raise")
+    with pytest.raises(BadSampleError, match=re.escape(REASONS[BAD_SAMPLES[name]["id"]])):
+        load_video_instruction_dataset(str(path), roots, on_bad_sample="raise", image_roots=image_roots)
 
 
 def test_streaming_is_lazy(tmp_path, roots):
@@ -255,3 +268,89 @@ def test_skip_reasons_are_printed_again_when_datasets_serves_its_cache(tmp_path,
         assert [row["id"] for row in rows] == ["good"]
         assert "Skipping Sample 'unbalanced' (d.json row 1) has unbalanced turns" in caplog.text, attempt
     assert rows.cache_files  # the second load came from `datasets`' cache
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# LLaVA-OneVision rows: single images, several images, text only
+# ---------------------------------------------------------------------------------------------------------------
+def content_types(message):
+    return [item["type"] for item in message["content"]]
+
+
+ONEVISION_ROWS = [
+    {  # one image; its placeholder is moved to the front of the question, as the reference does
+        "id": "single",
+        "image": "coco/a.jpg",
+        "conversations": [
+            {"from": "human", "value": "What is shown? <image>"},
+            {"from": "gpt", "value": "A cat."},
+            {"from": "human", "value": "Which colour?"},
+            {"from": "gpt", "value": "Grey."},
+        ],
+    },
+    {  # several images: the placeholders stay between the text pieces
+        "id": "multi",
+        "image": ["m/1.png", "m/2.png"],
+        "conversations": [
+            {"from": "human", "value": "Image 1: <image>\nImage 2: <image>\nWhat differs?"},
+            {"from": "gpt", "value": "The light."},
+        ],
+    },
+    {"id": "text", "conversations": [{"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "Hi."}]},
+]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_onevision_image_multi_image_and_text_rows(tmp_path, roots, image_roots, streaming):
+    video = instruction_sample("video", "clip.mp4", [("What runs?", "A dog.")])
+    path = write_json(tmp_path / "ov.json", [*ONEVISION_ROWS, video])
+    rows = list(load_video_instruction_dataset(str(path), roots, streaming=streaming, image_roots=image_roots))
+    single, multi, text, video_row = rows
+
+    assert single["images"] == ["coco/a.jpg"] and single["video"] is None
+    assert single["image_paths"] == [str(tmp_path / "images" / "coco" / "a.jpg")]
+    assert content_types(single["messages"][0]) == ["image", "text"]
+    assert texts(single["messages"][0]) == ["What is shown?"]
+    assert [content_types(m) for m in single["messages"][1:]] == [["text"]] * 3
+
+    assert multi["image_paths"] == [str(tmp_path / "images" / "m" / name) for name in ("1.png", "2.png")]
+    assert content_types(multi["messages"][0]) == ["text", "image", "text", "image", "text"]
+    assert texts(multi["messages"][0]) == ["Image 1: ", "\nImage 2: ", "\nWhat differs?"]
+
+    assert text["images"] == [] and text["video"] is None
+    assert [content_types(m) for m in text["messages"]] == [["text"], ["text"]]
+    assert video_row["images"] == [] and content_types(video_row["messages"][0]) == ["video", "text"]
+
+
+def test_image_placeholder_in_a_later_question(tmp_path, roots, image_roots):
+    sample = {
+        "id": "later",
+        "image": ["a.jpg"],
+        "data_source": "ov",
+        "conversations": [
+            {"from": "human", "value": "Hello."},
+            {"from": "gpt", "value": "Hi."},
+            {"from": "human", "value": "<image>\nAnd this?"},
+            {"from": "gpt", "value": "A tree."},
+        ],
+    }
+    (row,) = load_video_instruction_dataset(str(write_json(tmp_path / "d.json", [sample])), roots, image_roots=image_roots)
+    assert row["images"] == ["ov/a.jpg"]
+    assert [content_types(m) for m in row["messages"]] == [["text"], ["text"], ["image", "text"], ["text"]]
+
+
+def test_image_rows_without_an_image_folder_are_named(tmp_path, roots):
+    path = write_json(tmp_path / "d.json", ONEVISION_ROWS)
+    with pytest.raises(BadSampleError, match=r"'single'.*1 image\(s\) but no image folder.*--image_root"):
+        load_video_instruction_dataset(str(path), roots, on_bad_sample="raise")
+    rows = load_video_instruction_dataset(str(path), roots)  # skipped and named; the text row stays
+    assert [row["id"] for row in rows] == ["text"]
+
+
+def test_image_field_that_is_not_a_path_is_named(tmp_path, roots, image_roots):
+    sample = instruction_sample("odd", None, [("<image> q", "a")]) | {"image": ["a.jpg", 3]}
+    with pytest.raises(BadSampleError, match=r"'odd'.*`image` of \['a.jpg', 3\]"):
+        load_video_instruction_dataset(
+            str(write_json(tmp_path / "d.jsonl", [sample], lines=True)), roots, on_bad_sample="raise",
+            image_roots=image_roots,
+        )

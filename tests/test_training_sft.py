@@ -1,8 +1,10 @@
 """Short SFTTrainer runs on a tiny model and synthetic VideoMarathon data: loss, bad rows, resume, feature cache,
-LoRA through the example script, and two processes with `accelerate launch`."""
+LoRA through the example script, and two processes with `accelerate launch`; videos, images, several images and text
+through the example script, and stage 1 on images."""
 
 import ast
 import importlib.util
+import json
 import logging
 import os
 import subprocess
@@ -12,7 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
-from training_helpers import data_dir, processor, save_tiny_checkpoint, tiny_processor, training_rows  # noqa: F401
+from training_helpers import (  # noqa: F401 (fixtures)
+    data_dir,
+    instruction_sample,
+    processor,
+    save_tiny_checkpoint,
+    tiny_processor,
+    training_rows,
+    write_json,
+    write_video,
+)
+from transformers import AutoProcessor
 from trl import SFTConfig
 
 from hour_llava.tiny import tiny_model as build_tiny_model
@@ -199,8 +211,8 @@ def script_arguments(checkpoint, data_dir, output_dir, *extra):
     ]  # fmt: skip
 
 
-def load_example_script():
-    spec = importlib.util.spec_from_file_location("sft_videomarathon", REPO / "examples" / "sft_videomarathon.py")
+def load_example_script(name: str = "sft_hour_llava"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -219,6 +231,14 @@ def test_example_script_trains_lora_adapters(data_dir, tmp_path):
     assert (tmp_path / "out" / "adapter_config.json").exists()
 
 
+def test_old_script_name_offers_the_script():
+    script = load_example_script("sft_videomarathon")
+    script_args, _, _ = script.make_parser().parse_args_and_config(
+        ["--data_files", "a.json", "--image_root", "/images", "--output_dir", "out", "--use_cpu", "--bf16", "false"]
+    )
+    assert script_args.image_root == "/images" and script.main.__module__ == "sft_hour_llava"
+
+
 def test_accelerate_launch_with_two_processes(data_dir, tmp_path):
     """Two ranks over gloo, as on a multi-GPU machine. (`accelerate launch --cpu` would start one process: several
     CPU processes need `--multi_gpu`'s torchrun launcher, or mpirun.)"""
@@ -226,7 +246,7 @@ def test_accelerate_launch_with_two_processes(data_dir, tmp_path):
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "examples" / "sft_videomarathon.py"),
+        str(REPO / "examples" / "sft_videomarathon.py"),  # the old name runs the script
         *script_arguments(checkpoint, data_dir, tmp_path / "out", "--stage", "stage3", "--logging_steps", "1"),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -237,3 +257,90 @@ def test_accelerate_launch_with_two_processes(data_dir, tmp_path):
     assert [log["epoch"] for log in logs] == ["1", "2"]
     assert (tmp_path / "out" / "model.safetensors").exists() and (tmp_path / "out" / "processor_config.json").exists()
     assert "pipeline_tag: video-text-to-text" in (tmp_path / "out" / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Images, several images and text through the example script
+# ----------------------------------------------------------------------------------------------------------------
+def write_mixed_dataset(root: Path) -> Path:
+    """`root/mixed.json`: a video, a single-image, a multi-image and a text-only row, and an image row whose file is
+    missing; videos under `root/videos`, images (written with Pillow) under `root/images`."""
+    from PIL import Image
+
+    write_video(root / "videos" / "src" / "red.mp4", seconds=3, seed=1)
+    (root / "images" / "ov").mkdir(parents=True)
+    Image.new("RGB", (70, 40), (200, 30, 30)).save(root / "images" / "ov" / "wide.png")
+    Image.new("RGB", (30, 60), (30, 30, 200)).save(root / "images" / "ov" / "tall.jpg")
+    samples = [
+        instruction_sample("video", "red.mp4", [("What colour is it?", "Red.")]),
+        single_image_sample("single", "ov/wide.png", "What colour is the picture?", "Red."),
+        {
+            "id": "multi",
+            "image": ["ov/wide.png", "ov/tall.jpg"],
+            "conversations": [
+                {"from": "human", "value": "<image>\n<image>\nWhich is taller?"},
+                {"from": "gpt", "value": "The blue one."},
+            ],
+        },
+        instruction_sample("text", None, [("Say hello.", "Hello.")]),
+        single_image_sample("lost", "ov/lost.png", "What is it?", "Nothing."),
+    ]
+    return write_json(root / "mixed.json", samples)
+
+
+def single_image_sample(sample_id: str, image: str, question: str, answer: str) -> dict:
+    conversations = [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]
+    return {"id": sample_id, "image": image, "conversations": conversations}
+
+
+def mixed_script_arguments(checkpoint, root, output_dir, *extra):
+    return [
+        "--model_name_or_path", str(checkpoint), "--data_files", str(root / "mixed.json"),
+        "--video_root", str(root / "videos"), "--image_root", str(root / "images"), "--output_dir", str(output_dir),
+        "--max_steps", "3", "--per_device_train_batch_size", "2", "--use_cpu", "--bf16", "false",
+        "--gradient_checkpointing", "false", "--report_to", "none", "--save_strategy", "no", "--learning_rate", "1e-2",
+        "--logging_steps", "1", *extra,
+    ]  # fmt: skip
+
+
+def saved_state(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(directory / "model.safetensors")
+
+
+def test_example_script_trains_on_videos_images_and_text(tmp_path, caplog):
+    write_mixed_dataset(tmp_path / "data")
+    checkpoint = save_tiny_checkpoint(tmp_path / "model")
+    script = load_example_script()
+    arguments = mixed_script_arguments(checkpoint, tmp_path / "data", tmp_path / "out", "--stage", "stage3")
+    with caplog.at_level(logging.WARNING, logger="hour_llava.training.collator"):
+        trainer = script.main(*script.make_parser().parse_args_and_config(arguments))
+    assert trainer.data_collator.image_forgetting == "random"  # the tiny config's, as in every training stage
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(loss)) for loss in losses)
+    assert trainer.skipped_rows == 1  # 5 rows in 3 steps of 2: one epoch, the missing image skipped and named
+    assert any("row 'lost': missing image" in record.getMessage() for record in caplog.records)
+    before, after = saved_state(checkpoint), saved_state(tmp_path / "out")
+    for key in ("model.memory_augmentation.layers.0.cross_attn.q_proj.weight", "model.image_newline"):
+        assert not torch.equal(before[key], after[key]), key
+    processor = AutoProcessor.from_pretrained(tmp_path / "out")
+    assert processor.image_processor is not None  # the saved processor still takes images
+
+
+def test_stage1_on_images_trains_memaug_only(tmp_path):
+    root = tmp_path / "data"
+    write_mixed_dataset(root)
+    images_only = [row for row in json.loads((root / "mixed.json").read_text()) if row.get("image")]
+    write_json(root / "images.json", images_only)
+    checkpoint = save_tiny_checkpoint(tmp_path / "model")
+    script = load_example_script()
+    arguments = mixed_script_arguments(checkpoint, root, tmp_path / "out", "--stage", "stage1")
+    arguments[arguments.index(str(root / "mixed.json"))] = str(root / "images.json")
+    arguments.remove("--video_root")
+    arguments.remove(str(root / "videos"))
+    script.main(*script.make_parser().parse_args_and_config(arguments))
+    before, after = saved_state(checkpoint), saved_state(tmp_path / "out")
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert changed and all(key.startswith("model.memory_augmentation.") for key in changed)
+    assert "model.image_newline" not in changed  # frozen in stage 1, as in the reference

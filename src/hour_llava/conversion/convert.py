@@ -2,7 +2,8 @@
 """Build Hour-LLaVA checkpoints in this library's format from the authors' releases or from their parts.
 
 Three starting points, one output layout (docs/design.md): native safetensors shards, an `HourLlavaConfig`, the
-tokenizer with a `<video>` token, processor files, and a model card. Writes go to a staging directory next to the
+tokenizer with `<video>` and `<image>` tokens, processor files (with the image processor tiling as the source was
+trained), and a model card. Writes go to a staging directory next to the
 destination that is renamed into place at the end, so an interrupted run never leaves a checkpoint that looks valid.
 """
 
@@ -23,7 +24,7 @@ import torch
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase, Qwen2Config
 
 from ..modeling import HourLlavaConfig, HourLlavaForConditionalGeneration
-from ..processing import VIDEO_TOKEN, HourLlavaProcessor
+from ..processing import IMAGE_TOKEN, VIDEO_TOKEN, HourLlavaProcessor
 from .configs import (
     AUTHORS,
     config_from_authors,
@@ -66,14 +67,16 @@ def authors_training_datasets(source: str) -> list[str]:
 
 
 def load_tokenizer(directory: Path, source: str) -> PreTrainedTokenizerBase:
-    """The source's tokenizer with the `<video>` placeholder added as a special token when it lacks one."""
+    """The source's tokenizer with the `<video>` and `<image>` placeholders added as special tokens (in that order,
+    so a tokenizer that lacks both gets `image_token_id = video_token_id + 1`) when it lacks them."""
     try:
         # Every source's language model is a Qwen2; saying so spares AutoTokenizer parsing the source's config.json.
         tokenizer = AutoTokenizer.from_pretrained(directory, config=Qwen2Config())
     except (OSError, ValueError) as error:
         raise ConversionError(f"Could not load a tokenizer from {source}: {error}") from error
-    if VIDEO_TOKEN not in tokenizer.get_vocab():
-        tokenizer.add_tokens([VIDEO_TOKEN], special_tokens=True)
+    for token in (VIDEO_TOKEN, IMAGE_TOKEN):
+        if token not in tokenizer.get_vocab():
+            tokenizer.add_tokens([token], special_tokens=True)
     return tokenizer
 
 
@@ -260,7 +263,8 @@ def write_checkpoint(
     overwrite: bool = False,
     sources: Iterable[str | os.PathLike] = (),
 ) -> Path:
-    """Save model, processor (with the tokenizer) and model card atomically into `destination`.
+    """Save model, processor (with the tokenizer, and the image processor tiling on the config's
+    `image_grid_pinpoints`) and model card atomically into `destination`.
 
     With `overwrite`, `destination` may only be an earlier checkpoint of ours, never one of the `sources` (local
     folders the checkpoint was made from) or a folder holding one (see `check_destination`).
@@ -306,14 +310,14 @@ def convert_checkpoint(
     source_config = read_json(directory / "config.json")
     source_format = detect_format(source_config, source_name)
     tokenizer = load_tokenizer(directory, source_name)
-    video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN)
+    token_ids = tokenizer.convert_tokens_to_ids(VIDEO_TOKEN), tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     with open_tensors(directory) as tensors:
         if source_format == AUTHORS:
-            config = config_from_authors(source_config, video_token_id, source_name, **config_overrides)
+            config = config_from_authors(source_config, *token_ids, source_name, **config_overrides)
             renamed, fresh = rename_tensors(tensors, AUTHORS_RULES), ()
             drop_unused_vision_weights(renamed)  # their 26 layers are the tower; extra layers are refused
         else:
-            config = config_from_llava_onevision(source_config, video_token_id, source_name, **config_overrides)
+            config = config_from_llava_onevision(source_config, *token_ids, source_name, **config_overrides)
             renamed, fresh = rename_tensors(tensors, LLAVA_ONEVISION_RULES), (MEMAUG_PREFIX,)
             drop_unused_vision_weights(renamed, config.vision_config.num_hidden_layers)
         model = assemble_model(config, renamed, source_name, fresh, dtype)
@@ -348,6 +352,7 @@ def build_from_siglip_and_qwen2(
         read_json(siglip_dir / "config.json"),
         read_json(qwen2_dir / "config.json"),
         tokenizer.convert_tokens_to_ids(VIDEO_TOKEN),
+        tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         f"{siglip} + {qwen2}",
         **config_overrides,
     )

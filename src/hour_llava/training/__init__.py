@@ -1,5 +1,5 @@
 # Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
-"""Training Hour-LLaVA with TRL's `SFTTrainer` on VideoMarathon: data, stage presets, feature cache, trainer.
+"""Training Hour-LLaVA with TRL's `SFTTrainer` on videos, images and text: data, stage presets, feature cache, trainer.
 
 `import hour_llava` does not import this package; TRL is imported only when the trainer is first used.
 """
@@ -28,7 +28,7 @@ from .feature_cache import (
     videos_in_folder,
     vision_fingerprint,
 )
-from .paths import VideoPathError, VideoRoots
+from .paths import ImageRoots, VideoPathError, VideoRoots
 from .stages import (
     PARTS,
     TRAINING_STAGES,
@@ -50,6 +50,7 @@ __all__ = [
     "FeatureCacheMismatchError",
     "HourLlavaDataCollator",
     "HourLlavaSFTTrainer",
+    "ImageRoots",
     "NonFiniteTrainingError",
     "QATableFormat",
     "StopOnNonFiniteCallback",

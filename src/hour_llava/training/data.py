@@ -1,27 +1,30 @@
 # Copyright 2026 The hour-llava authors. Licensed under the Apache License, Version 2.0.
-"""VideoMarathon and LLaVA-Video-178K as chat rows for TRL's `SFTTrainer`, loaded with `datasets`.
+"""VideoMarathon, LLaVA-Video-178K and LLaVA-OneVision as chat rows for TRL's `SFTTrainer`, loaded with `datasets`.
 
 Two input formats are accepted (the format of each data file is read from its columns):
 
-* **Instruction samples** (the authors' `videomarathon.json` and LLaVA-Video-178K, JSON list or JSON lines): `id`,
-  `video`, `data_source`, `conversations` as alternating `{"from": "human"|"gpt", "value": ...}` turns; the first
-  human turn holds the `<image>` placeholder.
+* **Instruction samples** (the authors' `videomarathon.json`, LLaVA-Video-178K and LLaVA-OneVision, JSON list or
+  JSON lines): `id`, `video` or `image` (one path or a list), `data_source`, `conversations` as alternating
+  `{"from": "human"|"gpt", "value": ...}` turns. A video sample's first human turn holds one `<image>` placeholder;
+  an image sample has one `<image>` per image in its human turns; a sample with neither is text-only.
 * **A QA table** (csv, tsv, parquet, JSON or JSON lines) with one question per row: `video`, `question`, `answer`,
   and optionally `data_source` and a task-type column (names in `QATableFormat`). Rows of the same video are
   grouped into samples of up to `max_turns` (5, as the authors did) question/answer turns.
 
 Every sample becomes one row of `TRAINING_ROW_FEATURES`: transformers chat `messages` whose first user turn starts
-with `{"type": "video"}` (the placeholder and the authors' `QA_GT_caption_based_noisy` literal removed), the video's
-key (`<data_source>/<video>`, also its name in the feature cache) and its resolved path. `HourLlavaDataCollator`
+with `{"type": "video"}` (the placeholder and the authors' `QA_GT_caption_based_noisy` literal removed), or with
+`{"type": "image"}` items where the `<image>` placeholders were, the video's key (`<data_source>/<video>`, also its
+name in the feature cache) and its resolved path, or the images' keys and paths. `HourLlavaDataCollator`
 turns these rows into model inputs. With `streaming=True` everything is lazy: rows are converted as they are read.
 
 A sample that cannot be trained on (unbalanced turns, a missing or misplaced placeholder, a video path outside its
-root, an empty turn, an image sample, turns that are not `{"from", "value"}` objects, a value that is not text) is
+root, an empty turn, images whose count differs from the `<image>` placeholders', a video and images in one sample,
+turns that are not `{"from", "value"}` objects, a value that is not text) is
 dropped with one warning line, or raises with `on_bad_sample="raise"`. The warnings come from a `skip_reason` column
 that the conversion writes, so they are printed again when `datasets` serves the converted file from its cache.
 Answers (and questions) that are plain numbers, as QA tables often hold, are converted to text (`3`, `2.5`).
 Malformed JSON is reported with its file and line; an empty file, or one whose every sample was dropped, is an error
-that says so. Missing or unreadable video *files* are found later, by the collator, which decodes them.
+that says so. Missing or unreadable video and image *files* are found later, by the collator, which reads them.
 """
 
 import json
@@ -34,12 +37,14 @@ from dataclasses import dataclass
 
 from datasets import Dataset, Features, IterableDataset, List, Value, concatenate_datasets, load_dataset
 
-from .paths import VideoPathError, VideoRoots
+from .paths import ImageRoots, VideoPathError, VideoRoots
 
 
 logger = logging.getLogger(__name__)
 
-VIDEO_PLACEHOLDERS = ("<image>", "<video>")
+IMAGE_TOKEN, VIDEO_TOKEN = "<image>", "<video>"
+# A video sample's placeholder: the authors' `<image>` (one per video), or `<video>`.
+VIDEO_PLACEHOLDERS = (IMAGE_TOKEN, VIDEO_TOKEN)
 # A tag the authors left in some answers and questions; the reference strips it before tokenising.
 NOISE_LITERALS = ("QA_GT_caption_based_noisy",)
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -56,6 +61,8 @@ TRAINING_ROW_FEATURES = Features(
         "messages": List({"role": Value("string"), "content": List(_CONTENT_ITEM)}),
         "video": Value("string"),
         "video_path": Value("string"),
+        "images": List(Value("string")),
+        "image_paths": List(Value("string")),
         "data_source": Value("string"),
         "task_types": List(Value("string")),
     }
@@ -100,10 +107,16 @@ class QATableFormat:
 # ---------------------------------------------------------------------------------------------------------------
 # One sample: conversations -> chat messages
 # ---------------------------------------------------------------------------------------------------------------
-def _clean_text(text: str) -> str:
-    for literal in (*VIDEO_PLACEHOLDERS, *NOISE_LITERALS):
+def _remove_noise(text: str) -> str:
+    for literal in NOISE_LITERALS:
         text = text.replace(literal, "")
-    return text.strip()
+    return text
+
+
+def _clean_text(text: str) -> str:
+    for literal in VIDEO_PLACEHOLDERS:
+        text = text.replace(literal, "")
+    return _remove_noise(text).strip()
 
 
 def _count_placeholders(text: str) -> int:
@@ -137,51 +150,108 @@ def _checked_turns(conversations) -> list[dict]:
     return list(conversations)
 
 
-def _json_list(text: str) -> list | None:
+def _json_value(text: str, default):
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except ValueError:
-        return None
+        return default
+
+
+def _json_list(text: str) -> list | None:
+    value = _json_value(text, default=None)
     return value if isinstance(value, list) else None
 
 
-def conversations_to_messages(conversations: list[dict], has_video: bool) -> list[dict]:
+def conversations_to_messages(conversations: list[dict], has_video: bool, num_images: int = 0) -> list[dict]:
     """Authors' `conversations` -> transformers chat messages, checked; raises `BadSampleError` with the reason.
 
     A leading assistant turn is dropped (as the reference does); then turns must alternate user/assistant, start with
     the user and end with an answer. A video sample has exactly one placeholder, in the first user turn; it becomes a
-    `{"type": "video"}` item in front of that turn's text.
+    `{"type": "video"}` item in front of that turn's text. An image sample has one `<image>` per image in its user
+    turns, each becoming an `{"type": "image"}` item: a turn's only placeholder goes in front of its text (the
+    reference moves it there), several stay where they are between the text pieces. A text-only sample has none.
     """
     turns = _checked_turns(conversations)
     while turns and ROLES.get(turns[0].get("from")) == "assistant":
         turns.pop(0)
     if not turns:
         raise BadSampleError("has no conversation turns")
-    messages = []
+    values = []
     for index, turn in enumerate(turns):
         role = ROLES.get(turn.get("from"))
         if role is None:
             raise BadSampleError(f"turn {index} has unknown speaker {turn.get('from')!r} (expected human or gpt)")
-        expected = "user" if index % 2 == 0 else "assistant"
+        expected = _role(index)
         if role != expected:
             raise BadSampleError(f"has unbalanced turns: turn {index} is {turn.get('from')!r}, expected the {expected}")
-        value = as_text(turn.get("value"), f"a turn {index} value")
-        if index > 0 and _count_placeholders(value):
-            raise BadSampleError(f"has a video placeholder in turn {index}; only the first question may hold it")
-        text = _clean_text(value)
-        if not text:
-            raise BadSampleError(f"turn {index} is empty")
-        messages.append({"role": role, "content": [{"type": "text", "text": text}]})
-    if len(messages) % 2:
+        values.append(as_text(turn.get("value"), f"a turn {index} value"))
+    if len(values) % 2:
         raise BadSampleError("has unbalanced turns: the last question has no answer")
-    placeholders = _count_placeholders(as_text(turns[0].get("value"), "a turn 0 value"))
-    if has_video and placeholders != 1:
-        raise BadSampleError(f"has a video but {placeholders} video placeholders (<image>) in its first question")
-    if not has_video and placeholders:
-        raise BadSampleError("has a video placeholder (<image>) but no video")
+    if num_images:
+        return _image_messages(values, has_video, num_images)
+    _check_video_placeholders(values, has_video)
+    messages = [_text_message(index, _clean_text(value)) for index, value in enumerate(values)]
     if has_video:
         messages[0]["content"].insert(0, {"type": "video", "text": None})
     return messages
+
+
+def _role(index: int) -> str:
+    return "user" if index % 2 == 0 else "assistant"
+
+
+def _text_message(index: int, text: str) -> dict:
+    if not text:
+        raise BadSampleError(f"turn {index} is empty")
+    return {"role": _role(index), "content": [{"type": "text", "text": text}]}
+
+
+def _check_video_placeholders(values: list[str], has_video: bool) -> None:
+    """A video sample: one placeholder, in the first question; a text-only sample: none."""
+    for index, value in enumerate(values[1:], start=1):
+        if _count_placeholders(value):
+            raise BadSampleError(f"has a video placeholder in turn {index}; only the first question may hold it")
+    placeholders = _count_placeholders(values[0])
+    if has_video and placeholders != 1:
+        raise BadSampleError(f"has a video but {placeholders} video placeholders (<image>) in its first question")
+    if not has_video and placeholders:
+        raise BadSampleError("has a video placeholder (<image>) but no video or image")
+
+
+def _image_messages(values: list[str], has_video: bool, num_images: int) -> list[dict]:
+    """Messages of an image sample: one `<image>` per image, in the questions only."""
+    if has_video:
+        raise BadSampleError(f"has a video and {num_images} image(s); a sample holds a video, images or neither")
+    if any(VIDEO_TOKEN in value for value in values):
+        raise BadSampleError(f"has a {VIDEO_TOKEN} placeholder but no video")
+    for index, value in enumerate(values[1::2]):
+        if IMAGE_TOKEN in value:
+            raise BadSampleError(f"has an {IMAGE_TOKEN} placeholder in answer turn {2 * index + 1}")
+    placeholders = sum(value.count(IMAGE_TOKEN) for value in values)
+    if placeholders != num_images:
+        raise BadSampleError(f"has {num_images} image(s) but {placeholders} {IMAGE_TOKEN} placeholders")
+    messages = []
+    for index, value in enumerate(values):
+        if IMAGE_TOKEN not in value:
+            messages.append(_text_message(index, _clean_text(value)))
+        else:
+            messages.append({"role": "user", "content": _interleaved_image_content(value)})
+    return messages
+
+
+def _interleaved_image_content(value: str) -> list[dict]:
+    """A question's text and image items in order; a question with one image gets it in front, as the reference's
+    `preprocess_multimodal` moves a lone `<image>` to the start."""
+    if value.count(IMAGE_TOKEN) == 1:
+        text = _clean_text(value)
+        return [{"type": "image", "text": None}] + ([{"type": "text", "text": text}] if text else [])
+    content = []
+    for position, piece in enumerate(_remove_noise(value).split(IMAGE_TOKEN)):
+        if position:
+            content.append({"type": "image", "text": None})
+        if piece.strip():
+            content.append({"type": "text", "text": piece})
+    return content
 
 
 @dataclass
@@ -191,19 +261,22 @@ class SampleConverter:
 
     video_roots: VideoRoots
     source_name: str
+    image_roots: ImageRoots | None = None
 
     def convert(self, sample: dict, index: int) -> dict:
         sample_id = str(sample.get("id") if sample.get("id") is not None else f"{self.source_name}#{index}")
         try:
-            if sample.get("image"):
-                raise BadSampleError("is an image sample; Hour-LLaVA trains on videos and text")
             if sample.get("table_problem"):
                 raise BadSampleError(sample["table_problem"])
             video = _path_field(sample, "video") or None
+            images = _image_field(sample)
             data_source = _path_field(sample, "data_source")
-            messages = conversations_to_messages(sample.get("conversations"), has_video=video is not None)
+            messages = conversations_to_messages(
+                sample.get("conversations"), has_video=video is not None, num_images=len(images)
+            )
             key = self.video_roots.video_key(video, data_source) if video else None
             path = self.video_roots.resolve(video, data_source) if video else None
+            image_keys, image_paths = self.resolve_images(images, data_source)
         except (BadSampleError, VideoPathError) as error:
             raise BadSampleError(f"Sample {sample_id!r} ({self.source_name} row {index}) {_reason(error)}") from error
         return {
@@ -211,10 +284,21 @@ class SampleConverter:
             "messages": messages,
             "video": key,
             "video_path": path,
+            "images": image_keys,
+            "image_paths": image_paths,
             "data_source": data_source,
             "task_types": [str(task) for task in sample.get("task_types") or []],
             SKIP_REASON: None,
         }
+
+    def resolve_images(self, images: list[str], data_source: str) -> tuple[list[str], list[str]]:
+        """Keys (`<data_source>/<image>`) and absolute paths of a sample's images."""
+        if not images:
+            return [], []
+        if self.image_roots is None:
+            raise BadSampleError(f"has {len(images)} image(s) but no image folder was given (`--image_root`)")
+        keys = [self.image_roots.video_key(image, data_source) for image in images]
+        return keys, [self.image_roots.resolve(image, data_source) for image in images]
 
     def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         rows = []
@@ -234,8 +318,22 @@ def _path_field(sample: dict, field: str) -> str:
     return value or ""
 
 
+def _image_field(sample: dict) -> list[str]:
+    """The sample's `image`: one path or a list of paths (LLaVA-OneVision's single- and multi-image rows)."""
+    value = sample.get("image")
+    if isinstance(value, str) and value.startswith(("[", '"')):  # a column of mixed types, streamed, comes as JSON
+        value = _json_value(value, default=value)
+    if not value:
+        return []
+    images = [value] if isinstance(value, str) else value
+    if not isinstance(images, (list, tuple)) or not all(isinstance(image, str) and image for image in images):
+        raise BadSampleError(f"has an `image` of {value!r:.60}, not a path or a list of paths")
+    return list(images)
+
+
 def _dropped_row(reason: str) -> dict:
     empty = {"id": None, "messages": [], "video": None, "video_path": None, "data_source": None, "task_types": []}
+    empty.update(images=[], image_paths=[])
     return {**empty, SKIP_REASON: reason}
 
 
@@ -251,7 +349,7 @@ def _keep_or_raise(reason: str | None, on_bad_sample: str) -> bool:
 
 def _reason(error: Exception) -> str:
     message = str(error)
-    return message if isinstance(error, BadSampleError) else f"has a bad video path: {message}"
+    return message if isinstance(error, BadSampleError) else f"has a bad path: {message}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -371,7 +469,12 @@ def _column_names(dataset: Dataset | IterableDataset, path: str) -> list[str]:
 
 
 def _load_rows(
-    path: str, video_roots: VideoRoots, streaming: bool, on_bad_sample: str, table_format: QATableFormat
+    path: str,
+    video_roots: VideoRoots,
+    streaming: bool,
+    on_bad_sample: str,
+    table_format: QATableFormat,
+    image_roots: ImageRoots | None = None,
 ) -> Dataset | IterableDataset:
     """One instruction file or QA table as training rows."""
     raw = _load_file(path, streaming)
@@ -391,7 +494,7 @@ def _load_rows(
             f"`{table_format.question}` and `{table_format.answer}` (a QA table; see QATableFormat)."
         )
     converted = samples.map(
-        SampleConverter(video_roots, source_name),
+        SampleConverter(video_roots, source_name, image_roots),
         batched=True,
         batch_size=CONVERSION_BATCH_SIZE,
         with_indices=True,
@@ -424,12 +527,16 @@ def load_video_instruction_dataset(
     streaming: bool = False,
     on_bad_sample: str = "skip",
     table_format: QATableFormat = QATableFormat(),
+    image_roots: ImageRoots | None = None,
 ) -> Dataset | IterableDataset:
-    """Load VideoMarathon / LLaVA-Video-178K instruction files and QA tables as one dataset of training rows.
+    """Load VideoMarathon / LLaVA-Video-178K / LLaVA-OneVision instruction files and QA tables as one dataset of
+    training rows (video, image, multi-image and text-only samples).
 
     Args:
         data_files: paths of `.json`, `.jsonl`, `.csv`, `.tsv` or `.parquet` files, in either format.
         video_roots: where the videos are (`VideoRoots`).
+        image_roots: where the images of image samples are (`ImageRoots`); without it, image samples are dropped
+            (bad samples, named).
         streaming: return a lazy `IterableDataset` (for the 3.3M-question scale) instead of a `Dataset`.
         on_bad_sample: `"skip"` (warn once per sample and drop it) or `"raise"`.
         table_format: column names of QA tables and how their questions are grouped (`QATableFormat`).
@@ -439,7 +546,7 @@ def load_video_instruction_dataset(
     files = [data_files] if isinstance(data_files, str) else list(data_files)
     if not files:
         raise ValueError("No data files given.")
-    parts = [_load_rows(path, video_roots, streaming, on_bad_sample, table_format) for path in files]
+    parts = [_load_rows(path, video_roots, streaming, on_bad_sample, table_format, image_roots) for path in files]
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
 

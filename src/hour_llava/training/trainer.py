@@ -9,7 +9,9 @@ What it adds to `SFTTrainer`:
 * It owns the data contract: the collator defaults to `HourLlavaDataCollator(processing_class)`, and since the
   collator does all the processing, `args.remove_unused_columns` is set to False and TRL's dataset preparation is
   skipped (`args.dataset_kwargs["skip_prepare_dataset"] = True`); callers need not set either.
-* Rows the collator skipped (missing or unreadable videos, too long) are counted across processes, logged as
+* The collator draws random image forgetting when the model config's `spatial_sampling_type` is "random", seeded
+  from `args.seed` (it is given both unless it was built with its own).
+* Rows the collator skipped (missing or unreadable videos or images, too long) are counted across processes, logged as
   `skipped_rows` with the training metrics, and summed up in one line when training ends.
 * A feature cache with a trainable vision tower is refused (the cached features bypass the tower), and when training
   starts the cache's fingerprint must match the model's vision tower and the collator's decoding settings
@@ -102,8 +104,18 @@ class HourLlavaSFTTrainer(SFTTrainer):
         self._check_feature_cache_with_frozen_tower()
         if hasattr(self.data_collator, "report_skipped_rows"):
             self.data_collator.report_skipped_rows = True
+        self._configure_image_forgetting()
         self.skipped_rows = 0
         self.add_callback(StopOnNonFiniteCallback())
+
+    def _configure_image_forgetting(self) -> None:
+        """Random image forgetting is drawn by the collator (so the placeholders match the draw): give it the model
+        config's `spatial_sampling_type` and the training seed, unless the caller chose them."""
+        collator = self.data_collator
+        if getattr(collator, "image_forgetting", False) is None:
+            collator.image_forgetting = getattr(self.model.config, "spatial_sampling_type", None)
+        if getattr(collator, "seed", False) is None:
+            collator.seed = self.args.seed
 
     def _check_feature_cache_with_frozen_tower(self) -> None:
         """Cached features bypass the vision tower: training it from them would silently do nothing."""
