@@ -245,15 +245,20 @@ def test_two_images_memory_query_and_position_ids(tokenizer, model):
     torch.testing.assert_close(query[second_start : second_start + 9], tokens[1, UNIFORM_5X5])
 
 
-def test_two_adjacent_images_are_split_by_their_token_counts(tokenizer, model):
-    """`<image><image>` expands to one run of 20 placeholders; the first 10 are image 0's, an empty text between."""
-    ids = text_ids(tokenizer, "A ") + image_ids(model, 20) + text_ids(tokenizer, "?")
-    inputs = {
+def two_square_images(ids: list[int]) -> dict:
+    """One sample of two 20x20 images (one crop each) with the token ids `ids`."""
+    return {
         "input_ids": torch.tensor([ids]),
         "pixel_values": crops(2),
         "image_sizes": torch.tensor([[20, 20], [20, 20]]),
         "batch_num_images": torch.tensor([2]),
     }
+
+
+def test_two_adjacent_images_are_split_by_their_token_counts(tokenizer, model):
+    """`<image><image>` expands to one run of 20 placeholders; the first 10 are image 0's, an empty text between."""
+    ids = text_ids(tokenizer, "A ") + image_ids(model, 20) + text_ids(tokenizer, "?")
+    inputs = two_square_images(ids)
     with MemAugCalls(model) as calls:
         llm_inputs(model, **inputs)
     n0 = 2
@@ -323,11 +328,7 @@ def test_training_with_random_forgetting_needs_the_processors_draw(tokenizer, mo
 def test_multi_image_random_keeps_the_given_tokens(tokenizer, model):
     kept = [[1, 5, 9, 13, 17, 21, 24], [0, 3, 4, 10, 11, 12, 20]]
     ids = image_ids(model, 8) + text_ids(tokenizer, " vs ") + image_ids(model, 8)
-    inputs = {
-        "input_ids": torch.tensor([ids]),
-        "pixel_values": crops(2),
-        "image_sizes": torch.tensor([[20, 20], [20, 20]]),
-        "batch_num_images": torch.tensor([2]),
+    inputs = two_square_images(ids) | {
         "image_kept_indices": torch.tensor(kept[0] + kept[1]),
         "image_kept_lengths": torch.tensor([[7, 0], [7, 0]]),
     }
@@ -346,6 +347,7 @@ def test_multi_image_random_keeps_the_given_tokens(tokenizer, model):
     ("changes", "message"),
     [
         ({"image_num_crops": torch.tensor([5])}, r"\[5\] crops .* does not split the 7 crops"),
+        ({"image_num_crops": torch.tensor([5, 2])}, r"image_num_crops=\[5, 2\] gives 2 images, image_sizes 1"),
         ({"pixel_values": crops(5)}, r"\[7\] crops .* does not split the 5 crops of pixel_values"),
         ({"pixel_values": crops(5), "image_num_crops": torch.tensor([5])},
          r"size \(24, 60\) \(height, width\) is tiled 2x3 .* 1 \+ 6 crops, but it has 5"),
@@ -365,6 +367,33 @@ def test_bad_image_inputs_are_named(tokenizer, model, changes, message):
     inputs = wide_inputs(tokenizer, model) | changes
     with pytest.raises(ValueError, match=message):
         llm_inputs(model, **inputs)
+
+
+def test_an_image_of_a_multi_image_sample_must_be_one_crop(tokenizer, model):
+    ids = image_ids(model, 10) + image_ids(model, 10)
+    inputs = {
+        "input_ids": torch.tensor([ids]),
+        "pixel_values": crops(3),
+        "image_sizes": torch.tensor([[20, 40], [20, 20]]),
+        "image_num_crops": torch.tensor([2, 1]),
+        "batch_num_images": torch.tensor([2]),
+    }
+    with pytest.raises(ValueError, match=r"Images 0..1 share a sample, .* image_num_crops gives them \[2, 1\]"):
+        llm_inputs(model, **inputs)
+
+
+def test_aligned_memory_ids_take_each_images_query_shift(tokenizer, model):
+    """`memory_position_mode="aligned"`: a key's id is the id its token has in the query (per image shift)."""
+    model.config.memory_position_mode = "aligned"
+    t0, t1 = text_ids(tokenizer, "A "), text_ids(tokenizer, " and B ")
+    ids = t0 + image_ids(model, 10) + t1 + image_ids(model, 10)
+    inputs = two_square_images(ids)
+    with MemAugCalls(model) as calls:
+        llm_inputs(model, **inputs)
+    _, _, query_ids, memory_ids, _ = calls[0]
+    first, second = len(t0), len(t0) + 51 + len(t1)  # the two images' shifts
+    assert memory_ids.tolist() == [i + first for i in [*range(25), 50]] + [i + second for i in [*range(25, 50), 50]]
+    assert query_ids[len(t0) : len(t0) + 10].tolist() == [memory_ids[i].item() for i in UNIFORM_5X5 + [25]]
 
 
 def test_a_sample_with_a_video_and_an_image_is_refused(tokenizer, model):

@@ -564,14 +564,9 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
             raise ValueError("pixel_values need image_sizes (the processor's output), to lay out and unpad the tiles.")
         sizes = [tuple(int(side) for side in size) for size in torch.as_tensor(image_sizes).reshape(-1, 2)]
         samples = self.images_per_sample(image_token_mask, batch_num_images, len(sizes))
-        crop_tokens = image_outputs.pooler_output
         crop_counts = self.image_crop_counts(sizes, samples, image_num_crops)
-        if len(crop_counts) != len(sizes) or sum(crop_counts) != crop_tokens.shape[0]:
-            raise ValueError(
-                f"The {len(sizes)} images (image_sizes) have {crop_counts} crops (image_num_crops), which does not "
-                f"split the {crop_tokens.shape[0]} crops of pixel_values."
-            )
-        crops = crop_tokens.split(crop_counts)
+        check_crop_counts(crop_counts, samples, image_outputs.pooler_output.shape[0])
+        crops = image_outputs.pooler_output.split(crop_counts)
         kept = [None] * len(sizes)
         if image_kept_indices is not None:
             kept = split_kept_indices(torch.as_tensor(image_kept_indices), image_kept_lengths, len(sizes))
@@ -622,7 +617,12 @@ class HourLlavaModel(HourLlavaPreTrainedModel):
         """Crops per image: `image_num_crops`, or what the image processor makes (`1 + rows * cols` for a sample's
         single image, one for each image of a multi-image sample); checked against the crops given."""
         if image_num_crops is not None:
-            return [int(n) for n in image_num_crops]
+            counts = [int(n) for n in image_num_crops]
+            if len(counts) != len(image_sizes):
+                raise ValueError(
+                    f"image_num_crops={counts} gives {len(counts)} images, image_sizes {len(image_sizes)}."
+                )
+            return counts
         config, counts = self.config, []
         for _, first, count in samples:
             for size in image_sizes[first : first + count]:
@@ -1122,6 +1122,21 @@ class HourLlavaForConditionalGeneration(HourLlavaPreTrainedModel, GenerationMixi
             repeated["image_kept_indices"] = torch.cat([runs[image] for image in order])
             repeated["image_kept_lengths"] = lengths[order]
         return repeated
+
+
+def check_crop_counts(crop_counts: list[int], samples: list[tuple[int, int, int]], total_crops: int) -> None:
+    """Crops per image must split the crops given, and an image of a multi-image sample is one padded crop."""
+    if sum(crop_counts) != total_crops:
+        raise ValueError(
+            f"The images have {crop_counts} crops (image_num_crops), which does not split the {total_crops} crops "
+            "of pixel_values."
+        )
+    for _, first, count in samples:
+        if count > 1 and any(n != 1 for n in crop_counts[first : first + count]):
+            raise ValueError(
+                f"Images {first}..{first + count - 1} share a sample, so each must be one padded crop, but "
+                f"image_num_crops gives them {crop_counts[first : first + count]}."
+            )
 
 
 def check_one_media_kind_per_sample(video_token_mask: torch.Tensor, image_token_mask: torch.Tensor) -> None:
