@@ -344,3 +344,24 @@ def test_stage1_on_images_trains_memaug_only(tmp_path):
     changed = {key for key in before if not torch.equal(before[key], after[key])}
     assert changed and all(key.startswith("model.memory_augmentation.") for key in changed)
     assert "model.image_newline" not in changed  # frozen in stage 1, as in the reference
+
+
+def test_accelerate_launch_on_a_mixed_dataset(tmp_path):
+    """Two ranks over gloo, each step a different modality on each rank (video, one image, two images, text): DDP
+    needs every trainable parameter in every rank's graph (stage 2 trains them all)."""
+    write_mixed_dataset(tmp_path / "data")
+    checkpoint = save_tiny_checkpoint(tmp_path / "model")
+    arguments = mixed_script_arguments(checkpoint, tmp_path / "data", tmp_path / "out", "--stage", "stage2")
+    arguments[arguments.index("--per_device_train_batch_size") + 1] = "1"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO / "examples" / "sft_hour_llava.py"), *arguments,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    logs = [ast.literal_eval(line) for line in result.stdout.splitlines() if line.startswith("{'loss'")]
+    assert len(logs) == 3 and all(float(log["loss"]) > 0 for log in logs)
+    assert logs[-1]["skipped_rows"] == 1  # the missing image, counted across ranks
+    assert "Skipping row 'lost': missing image" in result.stdout + result.stderr

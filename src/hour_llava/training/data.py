@@ -296,7 +296,10 @@ class SampleConverter:
         if not images:
             return [], []
         if self.image_roots is None:
-            raise BadSampleError(f"has {len(images)} image(s) but no image folder was given (`--image_root`)")
+            raise BadSampleError(
+                f"has {len(images)} image(s) but no image folder was given (`image_roots`; the training script's "
+                "`--image_root`)"
+            )
         keys = [self.image_roots.video_key(image, data_source) for image in images]
         return keys, [self.image_roots.resolve(image, data_source) for image in images]
 
