@@ -575,3 +575,19 @@ def test_num_multimodal_tokens_of_images_match_the_expanded_placeholders(process
     assert data.num_image_tokens == [ids.count(processor.image_token_id) for ids in inputs["input_ids"]]
     assert data.num_image_tokens[:3] == [36, 118, 172]  # worked out in test_image_processing.py
     assert data.num_image_patches == inputs["image_num_crops"].tolist()
+
+
+def test_chat_template_keeps_several_images_in_place_and_a_lone_one_first(processor):
+    """As the reference's data: a turn's only `<image>` moves to the front on its own line, several stay where the
+    text puts them (LLaVA-OneVision multi-image rows read "Image 1: <image>\\nImage 2: <image>\\n...")."""
+    several = [
+        {"type": "text", "text": "Image 1: "},
+        {"type": "image"},
+        {"type": "text", "text": "\nImage 2: "},
+        {"type": "image"},
+        {"type": "text", "text": "\nWhat differs?"},
+    ]
+    lone = [{"type": "text", "text": "What is it?"}, {"type": "image"}]
+    render = lambda content: processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False)
+    assert "<|im_start|>user\nImage 1: <image>\nImage 2: <image>\nWhat differs?<|im_end|>" in render(several)
+    assert "<|im_start|>user\n<image>\nWhat is it?<|im_end|>" in render(lone)

@@ -38,8 +38,9 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 VIDEO_TOKEN = "<video>"  # the placeholder that converted checkpoints and `hour_llava.tiny` tokenizers add
 IMAGE_TOKEN = "<image>"  # the image placeholder, added right after VIDEO_TOKEN
 
-# Qwen ChatML as the reference's `conv_qwen` renders it, with media first in a turn (LLaVA-OneVision's convention,
-# and the reference moves `<image>` to the front) and `{% generation %}` markers for assistant-only losses.
+# Qwen ChatML as the reference's `conv_qwen` renders it, with `{% generation %}` markers for assistant-only losses. A
+# turn's only image or video goes first, on its own line (the reference moves a lone `<image>` to the front); several
+# images stay where they are among the text pieces, as the reference leaves several `<image>` placeholders in place.
 CHAT_TEMPLATE = (
     "{%- if messages[0]['role'] != 'system' -%}"
     "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' -}}"
@@ -49,10 +50,18 @@ CHAT_TEMPLATE = (
     "{%- if message['content'] is string -%}"
     "{%- set text = message['content'] -%}"
     "{%- else -%}"
-    "{%- for block in message['content'] if block['type'] in ['image', 'video'] -%}"
-    "{{- ('<image>' if block['type'] == 'image' else '<video>') + '\\n' -}}"
-    "{%- endfor -%}"
+    "{%- set media = message['content'] | selectattr('type', 'in', ['image', 'video']) | list -%}"
+    "{%- if media | length == 1 -%}"
+    "{{- ('<image>' if media[0]['type'] == 'image' else '<video>') + '\\n' -}}"
     "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('') -%}"
+    "{%- else -%}"
+    "{%- set pieces = namespace(text='') -%}"
+    "{%- for block in message['content'] -%}"
+    "{%- set pieces.text = pieces.text + (block['text'] if block['type'] == 'text' else "
+    "('<image>' if block['type'] == 'image' else '<video>')) -%}"
+    "{%- endfor -%}"
+    "{%- set text = pieces.text -%}"
+    "{%- endif -%}"
     "{%- endif -%}"
     "{%- if message['role'] == 'assistant' -%}"
     "{%- generation -%}{{- text + '<|im_end|>' -}}{%- endgeneration -%}{{- '\\n' -}}"
