@@ -591,3 +591,10 @@ def test_chat_template_keeps_several_images_in_place_and_a_lone_one_first(proces
     render = lambda content: processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False)
     assert "<|im_start|>user\nImage 1: <image>\nImage 2: <image>\nWhat differs?<|im_end|>" in render(several)
     assert "<|im_start|>user\n<image>\nWhat is it?<|im_end|>" in render(lone)
+    back_to_back = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Same?"}]
+    assert "<|im_start|>user\n<image>\n<image>\nSame?<|im_end|>" in render(back_to_back)
+    reference_row = [{"type": "image"}, {"type": "text", "text": "\n"}, {"type": "image"}, {"type": "text", "text": "\nSame?"}]
+    assert "<|im_start|>user\n<image>\n<image>\nSame?<|im_end|>" in render(reference_row)
+    inline = [{"type": "text", "text": "Is "}, {"type": "image"}, {"type": "text", "text": " like "}, {"type": "image"},
+              {"type": "text", "text": "?"}]
+    assert "<|im_start|>user\nIs <image> like <image>?<|im_end|>" in render(inline)

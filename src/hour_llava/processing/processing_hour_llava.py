@@ -39,8 +39,9 @@ VIDEO_TOKEN = "<video>"  # the placeholder that converted checkpoints and `hour_
 IMAGE_TOKEN = "<image>"  # the image placeholder, added right after VIDEO_TOKEN
 
 # Qwen ChatML as the reference's `conv_qwen` renders it, with `{% generation %}` markers for assistant-only losses. A
-# turn's only image or video goes first, on its own line (the reference moves a lone `<image>` to the front); several
-# images stay where they are among the text pieces, as the reference leaves several `<image>` placeholders in place.
+# turn's only image or video goes first, on its own line (the reference moves a lone `<image>` to the front). Several
+# images stay where they are among the text pieces, as the reference leaves several `<image>` placeholders in place;
+# only images given back to back, or ahead of all text, get a newline after each (LLaVA-OneVision's `<image>\n`).
 CHAT_TEMPLATE = (
     "{%- if messages[0]['role'] != 'system' -%}"
     "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' -}}"
@@ -55,12 +56,22 @@ CHAT_TEMPLATE = (
     "{{- ('<image>' if media[0]['type'] == 'image' else '<video>') + '\\n' -}}"
     "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('') -%}"
     "{%- else -%}"
-    "{%- set pieces = namespace(text='') -%}"
+    "{%- set pieces = namespace(text='', leading=true, previous_media=false) -%}"
     "{%- for block in message['content'] -%}"
-    "{%- set pieces.text = pieces.text + (block['text'] if block['type'] == 'text' else "
-    "('<image>' if block['type'] == 'image' else '<video>')) -%}"
+    "{%- if block['type'] == 'text' -%}"
+    "{%- if pieces.previous_media and pieces.leading and block['text'][:1] != '\\n' -%}"
+    "{%- set pieces.text = pieces.text + '\\n' -%}"
+    "{%- endif -%}"
+    "{%- set pieces.text = pieces.text + block['text'] -%}"
+    "{%- set pieces.leading = false -%}"
+    "{%- set pieces.previous_media = false -%}"
+    "{%- else -%}"
+    "{%- set pieces.text = pieces.text + ('\\n' if pieces.previous_media else '') + "
+    "('<image>' if block['type'] == 'image' else '<video>') -%}"
+    "{%- set pieces.previous_media = true -%}"
+    "{%- endif -%}"
     "{%- endfor -%}"
-    "{%- set text = pieces.text -%}"
+    "{%- set text = pieces.text + ('\\n' if pieces.previous_media and pieces.leading else '') -%}"
     "{%- endif -%}"
     "{%- endif -%}"
     "{%- if message['role'] == 'assistant' -%}"
