@@ -13,6 +13,7 @@ from hour_llava.demo import DemoSettings, run_demo
 from hour_llava.demo import synthetic
 from hour_llava.demo.experiment import (
     MODEL_VARIANTS,
+    CurriculumPhase,
     first_word,
     kept_seconds,
     prepare_seed,
@@ -99,23 +100,26 @@ def test_demo_command_is_registered():
     assert DemoSettings.full(4).seeds == (4, 5, 6)
 
 
-def test_needle_samples_ask_only_for_the_flash():
+def test_needle_only_samples_ask_only_for_the_flash():
     rng = random.Random(1)
     videos = synthetic.make_videos(synthetic.SplitSpec("train_first", 5, 3, 8), rng)
-    samples = synthetic.needle_samples(videos, rng)
-    assert sorted(s["video"] for s in samples) == sorted(v.name for v in videos)
+    samples = synthetic.training_samples(videos, rows_per_video=2, rng=rng, tasks=("needle",))
+    assert sorted(s["video"] for s in samples) == sorted(v.name for v in videos for _ in range(2))
     for sample in samples:
         video = next(v for v in videos if v.name == sample["video"])
         assert sample["conversations"] == [
             {"from": "human", "value": "<image>\n" + synthetic.QUESTION_TEMPLATES["needle"]},
             {"from": "gpt", "value": video.flash_colour},
         ]
+    held_out = synthetic.evaluation_samples(videos, tasks=("needle", "count"))
+    assert [s["task"] for s in held_out] == ["needle", "count"] * len(videos)
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [("models", ("hour-llava", "llava"), "DemoSettings.models"), ("models", (), "DemoSettings.models"),
-     ("threads", 0, "DemoSettings.threads")],
+     ("threads", 0, "DemoSettings.threads"), ("tasks", ("count",), "DemoSettings.tasks"),
+     ("tasks", ("needle", "colour"), "DemoSettings.tasks")],
 )
 def test_demo_settings_refuse_unknown_models_and_threads(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -130,12 +134,13 @@ def test_default_run_trains_hour_llava_and_the_model_without_memaug():
 def test_cpu_training_is_reproducible(tmp_path):
     """Two trainings with the same seed and settings give bit-identical losses and weights (a few hundred steps)."""
     settings = DemoSettings(
-        first_train=synthetic.SplitSpec("train_first", 40, 3, 8),
-        short_train=synthetic.SplitSpec("train_short", 4, 8, 12),
-        long_train=synthetic.SplitSpec("train_long", 2, 24, 32),
+        curriculum=(
+            CurriculumPhase(synthetic.SplitSpec("train_first", 40, 3, 8)),
+            CurriculumPhase(synthetic.SplitSpec("train_short", 4, 8, 12), rows_per_video=40),
+            CurriculumPhase(synthetic.SplitSpec("train_long", 2, 24, 32), rows_per_video=30),
+        ),
         held_out=synthetic.SplitSpec("test", 1, 16, 20),
-        rows_per_short_video=40,
-        rows_per_long_video=30,
+        tasks=synthetic.TASKS,
         batch_size=1,
         threads=1,
     )
@@ -157,12 +162,12 @@ def test_cpu_training_is_reproducible(tmp_path):
 def tiny_settings() -> DemoSettings:
     return DemoSettings(
         seeds=(0,),
-        first_train=synthetic.SplitSpec("train_first", 4, 3, 8),
-        short_train=synthetic.SplitSpec("train_short", 4, 16, 20),
-        long_train=synthetic.SplitSpec("train_long", 2, 128, 140),
+        curriculum=(
+            CurriculumPhase(synthetic.SplitSpec("train_first", 4, 3, 8)),
+            CurriculumPhase(synthetic.SplitSpec("train_short", 4, 16, 20), rows_per_video=2),
+            CurriculumPhase(synthetic.SplitSpec("train_long", 2, 128, 140), rows_per_video=2),
+        ),
         held_out=synthetic.SplitSpec("test", 2, 128, 140),
-        rows_per_short_video=2,
-        rows_per_long_video=2,
         batch_size=4,
         models=tuple(variant.name for variant in MODEL_VARIANTS),
     )

@@ -251,12 +251,13 @@ def test_nan_free_throughput_when_nothing_was_generated(lmms_model):
 # ----------------------------------------------------------------------------------------------------------------------
 def small_demo_settings():
     from hour_llava.demo import DemoSettings
-    from hour_llava.demo.synthetic import SplitSpec
+    from hour_llava.demo.experiment import CurriculumPhase
+    from hour_llava.demo.synthetic import TASKS, SplitSpec
 
     return DemoSettings(
-        short_train=SplitSpec("train_short", 1, 8, 8),
-        long_train=SplitSpec("train_long", 1, 16, 16),
+        curriculum=(CurriculumPhase(SplitSpec("train_short", 1, 8, 8)), CurriculumPhase(SplitSpec("train_long", 1, 16, 16))),
         held_out=SplitSpec("test", 3, 128, 150),
+        tasks=TASKS,  # every column of the demo's table
     )
 
 

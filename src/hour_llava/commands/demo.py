@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--full",
         action="store_true",
-        help="Three seeds, all three models (adds uniform-64), more long training and held-out videos",
+        help="Three seeds, all three models (adds uniform-64), 200 held-out videos per seed",
     )
     parser.add_argument(
         "--threads",

@@ -32,10 +32,17 @@ def accuracy(records: list[dict], column: str) -> tuple[float, int]:
     return (sum(selected) / len(selected) if selected else float("nan")), len(selected)
 
 
+def asked_columns(results: Sequence[SeedResult]) -> list[str]:
+    """The columns with at least one held-out question (the default run asks only for the flash)."""
+    first = MODEL_VARIANTS[0].name
+    return [column for column in COLUMNS if any(accuracy(r.records[first], column)[1] for r in results)]
+
+
 def accuracies(results: Sequence[SeedResult]) -> dict[str, dict[str, list[float]]]:
     """model -> column -> one accuracy per seed."""
+    columns = asked_columns(results)
     return {
-        variant.name: {column: [accuracy(r.records[variant.name], column)[0] for r in results] for column in COLUMNS}
+        variant.name: {column: [accuracy(r.records[variant.name], column)[0] for r in results] for column in columns}
         for variant in trained_variants(results)
     }
 
@@ -49,16 +56,17 @@ def _cell(values: list[float]) -> str:
 def markdown_table(results: Sequence[SeedResult]) -> str:
     """Accuracy (%) per model and column; with several seeds, mean ± standard deviation over seeds."""
     table = accuracies(results)
-    counts = [sum(accuracy(r.records[MODEL_VARIANTS[0].name], c)[1] for r in results) for c in COLUMNS]
+    columns = asked_columns(results)
+    counts = [sum(accuracy(r.records[MODEL_VARIANTS[0].name], c)[1] for r in results) for c in columns]
     lines = [
-        "| model | " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---:|" * len(COLUMNS),
+        "| model | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
         "| questions (all seeds) | " + " | ".join(str(n) for n in counts) + " |",
     ]
     for variant in trained_variants(results):
-        cells = [_cell(table[variant.name][column]) for column in COLUMNS]
+        cells = [_cell(table[variant.name][column]) for column in columns]
         lines.append(f"| `{variant.name}`: {variant.description} | " + " | ".join(cells) + " |")
-    lines.append("| chance | " + " | ".join(f"{100 * CHANCE[c]:.0f}" for c in COLUMNS) + " |")
+    lines.append("| chance | " + " | ".join(f"{100 * CHANCE[c]:.0f}" for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -86,7 +94,7 @@ def plot_accuracy(results: Sequence[SeedResult], path: Path) -> Path:
     """Grouped bars: accuracy per column and model (error bars: standard deviation over seeds), chance as ticks."""
     plt = _pyplot()
     table = accuracies(results)
-    columns = list(COLUMNS)
+    columns = asked_columns(results)
     variants = trained_variants(results)
     width = 0.8 / len(variants)
     figure, axes = plt.subplots(figsize=(10, 4.2))
@@ -170,20 +178,21 @@ def write_report(results: Sequence[SeedResult], settings: DemoSettings, output_d
 
 
 def _setup_text(settings: DemoSettings, results: Sequence[SeedResult]) -> str:
-    first, short, long_, test = settings.first_train, settings.short_train, settings.long_train, settings.held_out
+    phases = ", then ".join(
+        f"{phase.videos.num_videos} videos of {phase.videos.min_seconds}-{phase.videos.max_seconds} s "
+        f"({phase.rows_per_video} sample{'s' if phase.rows_per_video > 1 else ''} each)"
+        for phase in settings.curriculum
+    )
+    test = settings.held_out
     return (
         f"Seeds {', '.join(str(r.seed) for r in results)}; per seed, new videos and new initial weights. Training: "
-        f"{first.num_videos} clips of {first.min_seconds}-{first.max_seconds} s (one sample each, asking only for the "
-        f"flash's colour), then {short.num_videos} videos of {short.min_seconds}-{short.max_seconds} s "
-        f"({settings.rows_per_short_video} samples each), then {long_.num_videos} of "
-        f"{long_.min_seconds}-{long_.max_seconds} s "
-        f"({settings.rows_per_long_video} samples each), batch {settings.batch_size}, one pass in that order, learning "
-        f"rate schedule `{settings.lr_scheduler_type}` after {settings.warmup_steps} warm-up steps. "
-        f"Held out: {test.num_videos} other videos of {test.min_seconds}-{test.max_seconds} s, one question per task "
-        "each, answered through `pipeline(\"video-text-to-text\")` with greedy decoding; an answer is right when its "
-        "first word is the expected one. The models share one frozen random vision tower and are trained by "
-        "`HourLlavaSFTTrainer` (stage 3) with the same rows, order, step count and learning rates "
-        f"({settings.learning_rate:g}; MemAug {settings.memaug_learning_rate:g})."
+        f"{phases}; batch {settings.batch_size}, one pass in that order, learning rate schedule "
+        f"`{settings.lr_scheduler_type}` after {settings.warmup_steps} warm-up steps. Questions trained and asked: "
+        f"{', '.join(settings.tasks)}. Held out: {test.num_videos} other videos of {test.min_seconds}-"
+        f"{test.max_seconds} s, one question per task each, answered through `pipeline(\"video-text-to-text\")` with "
+        "greedy decoding; an answer is right when its first word is the expected one. The models share one frozen "
+        "random vision tower and are trained by `HourLlavaSFTTrainer` (stage 3) with the same rows, order, step count "
+        f"and learning rates ({settings.learning_rate:g}; MemAug {settings.memaug_learning_rate:g})."
         + (
             ""
             if settings.add_time_instruction
@@ -277,4 +286,4 @@ def _before_saving(seed: SeedResult, check: dict) -> str:
     return f" Before saving, the pipeline had answered {record['prediction']!r}: {same} answer."
 
 
-__all__ = ["COLUMNS", "accuracies", "markdown_table", "plot_accuracy", "plot_timeline", "write_report"]
+__all__ = ["COLUMNS", "accuracies", "asked_columns", "markdown_table", "plot_accuracy", "plot_timeline", "write_report"]
