@@ -28,8 +28,13 @@ class LmmsEvalRun:
 
 
 def response_text(sample: dict) -> str:
-    response = sample["filtered_resps"]
-    return response[0] if isinstance(response, list) else response
+    """The model's answer as it returned it: `resps`, not `filtered_resps`, which lmms-eval strips of whitespace (its
+    reasoning-tag filter ends in `.strip()`), so an answer that starts with a tab would not match the pipeline's.
+    lmms-eval leaves `resps` out of the log when it equals `filtered_resps`."""
+    response = sample.get("resps", sample["filtered_resps"])
+    while isinstance(response, list):
+        response = response[0]
+    return response
 
 
 def run_lmms_eval(arguments: list[str], output_path: Path, env: dict, timeout: float = 900) -> LmmsEvalRun:
