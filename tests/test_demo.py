@@ -119,7 +119,8 @@ def test_needle_only_samples_ask_only_for_the_flash():
     ("field", "value", "message"),
     [("models", ("hour-llava", "llava"), "DemoSettings.models"), ("models", (), "DemoSettings.models"),
      ("threads", 0, "DemoSettings.threads"), ("tasks", ("count",), "DemoSettings.tasks"),
-     ("tasks", ("needle", "colour"), "DemoSettings.tasks")],
+     ("tasks", ("needle", "colour"), "DemoSettings.tasks"),
+     ("attention_questions", 0, "DemoSettings.attention_questions")],
 )
 def test_demo_settings_refuse_unknown_models_and_threads(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -192,7 +193,8 @@ def test_miniature_demo_end_to_end(tmp_path):
         assert run["log_history"][0]["step"] > 0
     dropped = [r for r in result["records"]["hour-llava"] if r["dropped_by_forgetting"]]
     peaks = result["flash_attention"]
-    assert peaks["questions"] == len(dropped) and 0 <= peaks["peak_at_flash"] <= len(dropped)
+    assert peaks["questions"] == min(len(dropped), settings.attention_questions)
+    assert 0 <= peaks["peak_at_flash"] <= peaks["questions"]
     check = result["reload_check"]
     assert check["expected"] in synthetic.COLOURS and isinstance(check["answer"], str)
     assert (tmp_path / "hour-llava-demo" / "config.json").is_file()

@@ -242,7 +242,7 @@ def _timeline_text(timeline: dict | None, peaks: dict | None = None) -> str:
     overall = ""
     if peaks and peaks["questions"]:
         overall = (
-            f" Over all {peaks['questions']} held-out flash questions whose frame was dropped (first seed), the "
+            f" Over the first {peaks['questions']} held-out flash questions whose frame was dropped (first seed), the "
             f"attention peaks on the flash frame in {peaks['peak_at_flash']} "
             f"({100 * peaks['peak_at_flash'] / peaks['questions']:.0f}%), right answer or not."
         )
