@@ -75,7 +75,7 @@ class CurriculumPhase:
 @dataclass
 class DemoSettings:
     """Sizes of the experiment. `quick()` (the defaults) fits in ten minutes on two CPU cores; `full()` is the
-    documented run: the same training, three seeds, all three models and 200 held-out videos per seed.
+    documented run: the same recipe, three seeds, all three models and 200 held-out videos per seed.
 
     Training is a curriculum read in file order (docs/results.md, "What we tried"): first many 3-8 s clips, where the
     flash is a large part of the memory and of what the language model sees, so both models learn to read it within
