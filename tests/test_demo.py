@@ -230,3 +230,15 @@ def test_verdict_reads_every_seed_not_the_mean():
 
     assert "meets the target" in _reading_notes([seed(0, 4), seed(1, 4)])
     assert "does not meet the target" in _reading_notes([seed(0, 4), seed(1, 3)])
+
+
+def test_seed_plot_draws_every_seed(tmp_path):
+    from hour_llava.demo.experiment import SeedResult
+    from hour_llava.demo.report import plot_seed_accuracy
+
+    def needles(correct: int) -> list[dict]:
+        return [{"task": "needle", "dropped_by_forgetting": True, "correct": i < correct} for i in range(4)]
+
+    results = [SeedResult(seed, {"hour-llava": needles(4), "no-memaug": needles(seed)}, {}) for seed in range(3)]
+    path = plot_seed_accuracy(results, tmp_path / "seeds.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
