@@ -119,7 +119,8 @@ def test_needle_only_samples_ask_only_for_the_flash():
     ("field", "value", "message"),
     [("models", ("hour-llava", "llava"), "DemoSettings.models"), ("models", (), "DemoSettings.models"),
      ("threads", 0, "DemoSettings.threads"), ("tasks", ("count",), "DemoSettings.tasks"),
-     ("tasks", ("needle", "colour"), "DemoSettings.tasks")],
+     ("tasks", ("needle", "colour"), "DemoSettings.tasks"),
+     ("attention_questions", 0, "DemoSettings.attention_questions")],
 )
 def test_demo_settings_refuse_unknown_models_and_threads(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -192,7 +193,8 @@ def test_miniature_demo_end_to_end(tmp_path):
         assert run["log_history"][0]["step"] > 0
     dropped = [r for r in result["records"]["hour-llava"] if r["dropped_by_forgetting"]]
     peaks = result["flash_attention"]
-    assert peaks["questions"] == len(dropped) and 0 <= peaks["peak_at_flash"] <= len(dropped)
+    assert peaks["questions"] == min(len(dropped), settings.attention_questions)
+    assert 0 <= peaks["peak_at_flash"] <= peaks["questions"]
     check = result["reload_check"]
     assert check["expected"] in synthetic.COLOURS and isinstance(check["answer"], str)
     assert (tmp_path / "hour-llava-demo" / "config.json").is_file()
@@ -228,3 +230,15 @@ def test_verdict_reads_every_seed_not_the_mean():
 
     assert "meets the target" in _reading_notes([seed(0, 4), seed(1, 4)])
     assert "does not meet the target" in _reading_notes([seed(0, 4), seed(1, 3)])
+
+
+def test_seed_plot_draws_every_seed(tmp_path):
+    from hour_llava.demo.experiment import SeedResult
+    from hour_llava.demo.report import plot_seed_accuracy
+
+    def needles(correct: int) -> list[dict]:
+        return [{"task": "needle", "dropped_by_forgetting": True, "correct": i < correct} for i in range(4)]
+
+    results = [SeedResult(seed, {"hour-llava": needles(4), "no-memaug": needles(seed)}, {}) for seed in range(3)]
+    path = plot_seed_accuracy(results, tmp_path / "seeds.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

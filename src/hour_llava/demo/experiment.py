@@ -75,7 +75,7 @@ class CurriculumPhase:
 @dataclass
 class DemoSettings:
     """Sizes of the experiment. `quick()` (the defaults) fits in ten minutes on two CPU cores; `full()` is the
-    documented run: the same training, three seeds, all three models and 200 held-out videos per seed.
+    documented run: the same recipe, three seeds, all three models and 200 held-out videos per seed.
 
     Training is a curriculum read in file order (docs/results.md, "What we tried"): first many 3-8 s clips, where the
     flash is a large part of the memory and of what the language model sees, so both models learn to read it within
@@ -116,6 +116,10 @@ class DemoSettings:
     # differently, and a rerun must give the same losses. One, because the tiny models' operations are too small to
     # share and two threads on a busy two-core machine stall each other (feature extraction ran 10x slower).
     threads: int = 1
+    # How many dropped-flash questions get MemAug's cross-attention read out (the report's "attention peaks on the
+    # flash" count; the first one is the timeline plot). Each is an extra eager forward pass over the whole video,
+    # about a second on one thread: all ~80 would take the default run past ten minutes.
+    attention_questions: int = 24
 
     def __post_init__(self):
         unknown_tasks = [task for task in self.tasks if task not in synthetic.TASKS]
@@ -131,6 +135,11 @@ class DemoSettings:
             )
         if self.threads < 1:
             raise ValueError(f"DemoSettings.threads={self.threads!r}: need at least one thread.")
+        if self.attention_questions < 1:
+            raise ValueError(
+                f"DemoSettings.attention_questions={self.attention_questions!r}: need at least one question (the "
+                "timeline plot)."
+            )
 
     def variants(self) -> list["ModelVariant"]:
         return [variant for variant in MODEL_VARIANTS if variant.name in self.models]
@@ -435,7 +444,9 @@ def run_seed(settings: DemoSettings, seed: int, output_dir: Path, keep_model: bo
         step(f"seed {seed}: evaluating {variant.name} on {len(data.eval_samples)} held-out questions")
         result.records[variant.name] = evaluate(model, processor, data, settings, prepared.reference.config)
         if variant is MODEL_VARIANTS[0] and keep_model:
-            result.timeline, result.flash_attention = memaug_attention_on_dropped_flashes(model, processor, data)
+            result.timeline, result.flash_attention = memaug_attention_on_dropped_flashes(
+                model, processor, data, settings.attention_questions
+            )
             step("saving the trained Hour-LLaVA, reloading it with AutoModelForImageTextToText and AutoProcessor")
             result.reload_check = reload_check(model, processor, data, output_dir / "hour-llava-demo")
             from ..evaluation.demo_task import write_demo_task  # it imports this module: not at the top
@@ -446,8 +457,10 @@ def run_seed(settings: DemoSettings, seed: int, output_dir: Path, keep_model: bo
     return result
 
 
-def memaug_attention_on_dropped_flashes(model, processor, data: DemoData) -> tuple[dict | None, dict]:
-    """MemAug's cross-attention over every held-out flash question whose frame forgetting dropped.
+def memaug_attention_on_dropped_flashes(
+    model, processor, data: DemoData, max_questions: int
+) -> tuple[dict | None, dict]:
+    """MemAug's cross-attention over the first `max_questions` held-out flash questions whose frame forgetting dropped.
 
     Returns the first such question's timeline (for the plot) and how often the attention favours the flash frame
     over every other frame of the memory (retrieval, whatever the answer says).
@@ -457,6 +470,8 @@ def memaug_attention_on_dropped_flashes(model, processor, data: DemoData) -> tup
         flash = sample["evidence_seconds"][0]
         if sample["task"] != "needle" or flash in kept_seconds(model.config, sample["seconds"]):
             continue
+        if len(peaks) == max_questions:
+            break
         path = str(data.video_root / synthetic.DATA_SOURCE / sample["video"])
         attention = cross_attention_timeline(model, processor, path, question_of(sample))
         peaks.append(int(np.argmax(attention)) == flash)
