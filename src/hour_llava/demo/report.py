@@ -94,6 +94,11 @@ def _save(plt, figure, axes, path: Path, **legend) -> Path:
     return path
 
 
+def _grouped_positions(groups: int, member: int, members: int, width: float) -> list[float]:
+    """x of bar `member` (of `members` side by side, each `width` wide) in each of `groups` groups centred on 0, 1..."""
+    return [group + (member - (members - 1) / 2) * width for group in range(groups)]
+
+
 def plot_accuracy(results: Sequence[SeedResult], path: Path) -> Path:
     """Grouped bars: accuracy per column and model (error bars: standard deviation over seeds), chance as ticks."""
     plt = _pyplot()
@@ -106,7 +111,7 @@ def plot_accuracy(results: Sequence[SeedResult], path: Path) -> Path:
         values = [table[variant.name][c] for c in columns]
         means = [100 * statistics.mean(v) for v in values]
         spreads = [100 * statistics.stdev(v) if len(v) > 1 else 0 for v in values]
-        positions = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(columns))]
+        positions = _grouped_positions(len(columns), i, len(variants), width)
         axes.bar(positions, means, width, yerr=spreads if len(results) > 1 else None, capsize=3, label=variant.name)
     for j, column in enumerate(columns):
         axes.hlines(100 * CHANCE[column], j - 0.45, j + 0.45, colors="black", linestyles="dotted")
@@ -127,9 +132,10 @@ def plot_seed_accuracy(results: Sequence[SeedResult], path: Path) -> Path:
     width = 0.8 / len(variants)
     chance = CHANCE[column]
     figure, axes = plt.subplots(figsize=(8, 3.4))
+    table = accuracies(results)
     for i, variant in enumerate(variants):
-        positions = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(results))]
-        values = [100 * accuracy(result.records[variant.name], column)[0] for result in results]
+        positions = _grouped_positions(len(results), i, len(variants), width)
+        values = [100 * value for value in table[variant.name][column]]
         axes.bar(positions, values, width, label=variant.name)
     axes.axhline(100 * TARGET_ACCURACY, color="tab:green", linestyle="--", label="target for hour-llava (at least)")
     axes.axhline(
